@@ -1,0 +1,1 @@
+"""Lite-HRNet models: configs, blocks, backbone, registry."""

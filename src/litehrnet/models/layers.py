@@ -1,0 +1,120 @@
+"""Basic layers shared by every Lite-HRNet block: conv + BN + activation, channel shuffle, resizes.
+
+Every convolution is created by :func:`conv2d`, the one place that decides how a
+convolution is computed. The default is MindSpore's ``nn.Conv2d``; the CPU fast
+path (see ``fast_conv.py``) swaps in formulations that avoid oneDNN's reference
+kernel while keeping the same parameter names and shapes, so checkpoints are
+interchangeable between the two.
+"""
+import contextlib
+
+import numpy as np
+from mindspore import Tensor, nn, ops
+from mindspore.common.initializer import Normal
+
+CONV_IMPLS = ("native", "fast")
+_conv_impl = ["native"]
+
+
+@contextlib.contextmanager
+def conv_implementation(impl):
+    """Build the convolutions created inside this block with ``impl`` ('native' or 'fast')."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv implementation must be one of {CONV_IMPLS}, got '{impl}'")
+    _conv_impl.append(impl)
+    try:
+        yield
+    finally:
+        _conv_impl.pop()
+
+
+def current_conv_impl():
+    return _conv_impl[-1]
+
+
+def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, has_bias=False):
+    """A convolution as the official code builds it: explicit padding k//2, init normal(0, 0.001)."""
+    if current_conv_impl() == "fast":
+        from .fast_conv import fast_conv2d  # imported lazily: only the CPU path needs it
+        conv = fast_conv2d(in_channels, out_channels, kernel_size, stride, groups, has_bias)
+        if conv is not None:
+            return conv
+    pad = kernel_size // 2
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                     pad_mode="pad" if pad else "valid", padding=pad, group=groups,
+                     has_bias=has_bias, weight_init=Normal(0.001), bias_init="zeros")
+
+
+def batch_norm(channels):
+    """BatchNorm as PyTorch's default: eps 1e-5, momentum 0.1 (MindSpore's 0.9), gamma 1, beta 0."""
+    return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
+
+
+_ACTIVATIONS = {None: None, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+
+
+class ConvModule(nn.Cell):
+    """conv -> optional BN -> optional activation (mmcv's ConvModule; no bias when normalised)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, norm=True, act="relu"):
+        super().__init__()
+        self.conv = conv2d(in_channels, out_channels, kernel_size, stride, groups, has_bias=not norm)
+        self.bn = batch_norm(out_channels) if norm else None
+        self.act = _ACTIVATIONS[act]() if act else None
+
+    def construct(self, x):
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+
+def depthwise_pointwise(in_channels, out_channels, stride, final_relu=True):
+    """Depthwise 3x3 + BN, 1x1 + BN (+ ReLU) as a plain sequence: the transitions' and fuse layers' unit.
+
+    Index layout (0 conv, 1 bn, 2 conv, 3 bn) equals the official and the earlier port's names.
+    """
+    cells = [conv2d(in_channels, in_channels, 3, stride, groups=in_channels), batch_norm(in_channels),
+             conv2d(in_channels, out_channels, 1), batch_norm(out_channels)]
+    if final_relu:
+        cells.append(nn.ReLU())
+    return nn.SequentialCell(cells)
+
+
+def channel_shuffle(x, groups=2):
+    """Interleave channel groups: output order [0, C/g, 1, C/g+1, ...] for g = 2."""
+    n, c, h, w = x.shape
+    x = x.reshape(n, groups, c // groups, h, w)
+    x = x.transpose(0, 2, 1, 3, 4)
+    return x.reshape(n, c, h, w)
+
+
+def upsample_nearest(x, size):
+    """Nearest-neighbour resize to ``size`` = (h, w) with the primitive that exports to ONNX."""
+    return ops.ResizeNearestNeighbor(size)(x)
+
+
+def bilinear_matrix(n_in, n_out):
+    """(n_out, n_in) matrix of bilinear align_corners=True weights along one axis."""
+    m = np.zeros((n_out, n_in), np.float32)
+    if n_in == 1 or n_out == 1:
+        m[:, 0] = 1.0
+        return m
+    src = np.arange(n_out, dtype=np.float64) * (n_in - 1) / (n_out - 1)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = src - i0
+    rows = np.arange(n_out)
+    m[rows, i0] += (1.0 - frac).astype(np.float32)
+    m[rows, i1] += frac.astype(np.float32)
+    return m
+
+
+def upsample_bilinear_align_corners(x, size):
+    """Bilinear align_corners=True resize as two fixed matrix products (exportable, same values)."""
+    h_in, w_in = x.shape[2], x.shape[3]
+    rows = Tensor(bilinear_matrix(h_in, size[0]))
+    cols = Tensor(bilinear_matrix(w_in, size[1]).T)
+    return ops.matmul(ops.matmul(rows, x), cols)
