@@ -1,1 +1,1 @@
-"""checkpoint"""
+"""Checkpoint reading (every supported format, strictly), writing (atomically) and downloading."""

@@ -1,1 +1,1 @@
-"""Lite-HRNet models: configs, blocks, backbone, registry."""
+"""Lite-HRNet models: architecture configs, layers, blocks, backbone, registry."""
