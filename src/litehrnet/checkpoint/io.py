@@ -141,8 +141,8 @@ def load_weights(net, weights, source="weights", reset_head=False, verbose=True)
             n = wrong[0]
             parts.append(f"{len(wrong)} wrongly shaped ({n}: file {tuple(weights[n].shape)}, "
                          f"network {tuple(own[n].shape)}{'...' if len(wrong) > 1 else ''})")
-        raise CheckpointError(f"{source}: does not fit the network: {'; '.join(parts)}. "
-                              f"This is a {describe_weights(weights)} checkpoint, you built {describe_network(net)}")
+        raise CheckpointError(f"{source}: does not fit the network: {'; '.join(parts)}; "
+                              f"this is a {describe_weights(weights)} checkpoint, you built {describe_network(net)}")
     for name, param in own.items():
         if name in skipped:
             continue

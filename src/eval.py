@@ -1,0 +1,165 @@
+"""Evaluate a Lite-HRNet checkpoint on COCO, MPII or a custom COCO-format keypoint set (thin CLI).
+
+    python src/eval.py --model_type litehrnet_18 --target_res 256x192 --checkpoint FILE_OR_NAME \
+        --dataset coco --data_root DIR [--bbox_file DETECTIONS.json] [--flip_test true|false]
+    python src/eval.py --results_json RESULTS.json --ann_file person_keypoints_val2017.json
+
+COCO layout: DIR/annotations/person_keypoints_val2017.json and DIR/val2017/ (--ann_file / --img_dir
+override). MPII (mmpose layout): DIR/annotations/mpii_val.json, DIR/annotations/mpii_gt_val.mat,
+DIR/images/. Without --bbox_file, COCO uses ground-truth boxes (the earlier MindSpore port's protocol);
+the published numbers use detector boxes. Bad input exits with code 2 and one line on stderr.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
+
+LAYOUTS = {  # dataset: (annotation file, image folder) under --data_root
+    'coco': ('annotations/person_keypoints_val2017.json', 'val2017'),
+    'mpii': ('annotations/mpii_val.json', 'images'),
+    'custom': (None, None),
+}
+
+
+class UsageError(ValueError):
+    """Bad command-line input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """argparse errors as one line, exit code 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def str2bool(value):
+    """'true'/'false' (also yes/no, 1/0) as a real bool: `--flip_test false` means False."""
+    v = value.strip().lower()
+    if v in ('true', 'yes', '1', 'on'):
+        return True
+    if v in ('false', 'no', '0', 'off'):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def resolution(value):
+    """'HxW' (height x width, e.g. 256x192) -> (H, W)."""
+    try:
+        h, w = (int(v) for v in value.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 256x192, got {value!r}") from None
+    return h, w
+
+
+def floats(value):
+    """'2,2.5,3' -> (2.0, 2.5, 3.0)."""
+    try:
+        return tuple(float(v) for v in value.split(',') if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+
+
+def parse_args(argv=None):
+    p = _Parser(prog='eval.py', description=__doc__.splitlines()[0])
+    p.add_argument('--model_type', help='litehrnet_18, litehrnet_30, naive_litehrnet_18, wider_naive_litehrnet_18 '
+                                        '(or an alias, or an architecture .json/.yaml)')
+    p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; MPII 256x256)')
+    p.add_argument('--checkpoint', help='checkpoint file (any supported format) or published checkpoint name')
+    p.add_argument('--dataset', choices=sorted(LAYOUTS), default='coco')
+    p.add_argument('--data_root', help='dataset folder (see the layouts above)')
+    p.add_argument('--ann_file', help='annotation file (overrides the layout)')
+    p.add_argument('--img_dir', help='image folder (overrides the layout)')
+    p.add_argument('--bbox_file', help='COCO detection results (person boxes) to evaluate on; default: GT boxes')
+    p.add_argument('--flip_test', type=str2bool, default=True, metavar='true|false')
+    p.add_argument('--post_process', choices=('default', 'dark'), default='default')
+    p.add_argument('--soft_nms', type=str2bool, default=False, metavar='true|false')
+    p.add_argument('--oks_thr', type=float, default=0.9, help='OKS-NMS threshold')
+    p.add_argument('--batch_size', type=int, default=32)
+    p.add_argument('--output_path', default='output/eval', help='where results and metrics.json are written')
+    p.add_argument('--device_target', choices=('CPU', 'GPU', 'Ascend'), default='CPU')
+    p.add_argument('--mode', choices=('graph', 'pynative'), default='graph', help='MindSpore execution mode')
+    p.add_argument('--results_json', help='score this COCO results file against --ann_file (no model is built)')
+    p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
+    p.add_argument('--pck_thresholds', type=floats, default=(0.05, 0.1, 0.2), help='custom: PCK thresholds')
+    p.add_argument('--sdr_thresholds', type=floats, default=(), help='custom: MRE and SDR at these pixel radii')
+    p.add_argument('--mpii_gt', help='MPII: mpii_gt_val.mat (default: beside the annotation file)')
+    p.add_argument('--mean01_thr', type=float, default=0.1,
+                   help='MPII: threshold of Mean@0.1 (0.11 reproduces the official README, an old mmpose bug)')
+    p.add_argument('--no_progress', action='store_true', help='no progress bar')
+    return p.parse_args(argv)
+
+
+def dataset_paths(args):
+    """Annotation file and image folder: explicit flags first, else the dataset's layout under --data_root."""
+    ann, img = LAYOUTS[args.dataset]
+    root = Path(args.data_root) if args.data_root else None
+    ann_file = args.ann_file or (root / ann if root and ann else None)
+    img_dir = args.img_dir or (root / img if root and img else None)
+    if ann_file is None:
+        raise UsageError(f"--dataset {args.dataset} needs --ann_file (or --data_root with the standard layout)")
+    if img_dir is None and not args.results_json:
+        raise UsageError(f"--dataset {args.dataset} needs --img_dir (or --data_root with the standard layout)")
+    if img_dir is not None and not args.results_json and not Path(img_dir).is_dir():
+        raise UsageError(f"{img_dir}: image folder not found")
+    return ann_file, img_dir
+
+
+def set_context(device_target, mode):
+    """MindSpore device and execution mode (GRAPH by default)."""
+    import mindspore as ms
+    try:
+        ms.set_device(device_target)
+    except RuntimeError as e:
+        raise UsageError(f"device {device_target} is not available: {str(e).strip().splitlines()[0]}") from None
+    ms.set_context(mode=ms.GRAPH_MODE if mode == 'graph' else ms.PYNATIVE_MODE)
+
+
+def run(args):
+    """Evaluate as the arguments say; returns the metrics."""
+    from litehrnet import create_model
+    from litehrnet.data.keypoints import MPII_16, get_keypoint_info
+    from litehrnet.inference import evaluate_coco, evaluate_mpii, score_results
+    from litehrnet.models.litehrnet import check_input_size
+
+    ann_file, img_dir = dataset_paths(args)
+    info = get_keypoint_info(str(ann_file), args.meta) if args.dataset == 'custom' else None
+    if args.results_json:
+        return score_results(ann_file, args.results_json, args.output_path, info)
+    if not args.model_type or not args.checkpoint:
+        raise UsageError("--model_type and --checkpoint are required (or --results_json to score a results file)")
+    input_size = args.target_res or ((256, 256) if args.dataset == 'mpii' else (256, 192))
+    check_input_size(*input_size)
+    set_context(args.device_target, args.mode)
+    num_joints = MPII_16.num_joints if args.dataset == 'mpii' else (info.num_joints if info else 17)
+    net = create_model(args.model_type, num_joints=num_joints, pretrained=args.checkpoint)
+    common = dict(flip_test=args.flip_test, post_process=args.post_process, batch_size=args.batch_size,
+                  output_dir=args.output_path, progress=not args.no_progress)
+    if args.dataset == 'mpii':
+        return evaluate_mpii(net, ann_file, img_dir, input_size, gt_mat=args.mpii_gt, mean01_thr=args.mean01_thr,
+                             **common)
+    landmarks = dict(pck_thresholds=args.pck_thresholds, sdr_thresholds=args.sdr_thresholds) if info else {}
+    return evaluate_coco(net, ann_file, img_dir, input_size, bbox_file=args.bbox_file, oks_thr=args.oks_thr,
+                         soft_nms=args.soft_nms, keypoint_info=info, **common, **landmarks)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        metrics = run(args)
+    except (ValueError, KeyError) as e:  # CheckpointError and ModelTypeError are ValueErrors
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        print(f"eval.py: error: {message.strip().splitlines()[0] if message.strip() else type(e).__name__}",
+              file=sys.stderr)
+        return 2
+    from litehrnet.inference import summary_line
+    for note in metrics.get('keypoint_set_notes', []):
+        print(f"note: {note}")
+    print(summary_line(metrics))
+    print(f"metrics written to {Path(args.output_path) / 'metrics.json'}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
