@@ -44,7 +44,7 @@ def test_results_json_is_scored_without_a_model(gt_results, tmp_path):
     assert metrics['box_source'] == 'results file'
 
 
-def _bad_inputs(gt_results, tmp_path):
+def _bad_inputs(tmp_path):
     bad_json = tmp_path / 'bad.json'
     bad_json.write_text('[{"image_id": 785, "category_id": 1, "keypoints": [1, 2, 1], "score": 1}]')
     not_ckpt = tmp_path / 'not.ckpt'
@@ -66,8 +66,8 @@ def _bad_inputs(gt_results, tmp_path):
 @pytest.mark.parametrize('case', ['results with 3 keypoint values', 'results file missing', 'unknown model type',
                                   'not a checkpoint', 'checkpoint missing', 'bad resolution',
                                   'image folder missing', 'flag not a boolean'])
-def test_bad_input_exits_2_with_one_line(case, gt_results, tmp_path):
-    args, expected = _bad_inputs(gt_results, tmp_path)[case]
+def test_bad_input_exits_2_with_one_line(case, tmp_path):
+    args, expected = _bad_inputs(tmp_path)[case]
     out = eval_py(*args, '--output_path', tmp_path / 'out')
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, out.stderr

@@ -111,6 +111,18 @@ def test_unsupported_convs_fall_back_to_conv2d():
         fast_conv.fast_conv2d(8, 8, 3, 1, 8, False, backend="cuda")
 
 
+def test_without_kernels_the_matmul_backend_is_used(monkeypatch):
+    """No compiler or a failed self-check: 'auto' degrades to the matmul cells, 'aot' says why it can't."""
+    monkeypatch.setattr(fast_conv, "_library", {"path": None, "error": "no C++ compiler (g++) found"})
+    monkeypatch.delenv("LITEHRNET_FAST_CONV_BACKEND", raising=False)
+    assert isinstance(fast_conv.fast_conv2d(8, 8, 3, 1, 8, False), fast_conv.DepthwiseConv3x3MatMul)
+    assert isinstance(fast_conv.fast_conv2d(3, 32, 3, 2, 1, False), fast_conv.DenseConv3x3MatMul)
+    with pytest.raises(RuntimeError, match="no C"):
+        fast_conv.fast_conv2d(8, 8, 3, 1, 8, False, backend="aot")
+    monkeypatch.setenv("LITEHRNET_FAST_CONV_BACKEND", "matmul")
+    assert isinstance(fast_conv.fast_conv2d(8, 8, 3, 2, 8, False), fast_conv.DepthwiseConv3x3MatMul)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_parameters_match_conv2d(backend):
     dw = fast_conv.fast_conv2d(320, 320, 3, 1, 320, True, backend=backend)

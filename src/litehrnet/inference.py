@@ -151,13 +151,13 @@ class _CropQueue:
         self.count -= n
 
 
-def _predict_images(predictor, jobs, crop_fn, progress, desc):
+def _predict_images(predictor, jobs, crop_fn, progress):
     """Run jobs [(image path, records)] through the predictor; crop_fn(image, records) -> crops, centres, scales.
 
     Returns the records that got keypoints and the paths of images that could not be read.
     """
     queue, skipped = _CropQueue(predictor), []
-    for path, records in tqdm(jobs, desc=desc, unit='img', disable=not progress, dynamic_ncols=True):
+    for path, records in tqdm(jobs, desc='evaluate', unit='img', disable=not progress, dynamic_ncols=True):
         image = read_image_rgb(path)
         if image is None:
             skipped.append(str(path))
@@ -307,7 +307,7 @@ def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_t
 
     image_jobs = [(Path(img_root) / coco.imgs[i]['file_name'], recs) for i, recs in jobs.items()]
     try:
-        done, skipped = _predict_images(predictor, image_jobs, crop_fn, progress, 'evaluate')
+        done, skipped = _predict_images(predictor, image_jobs, crop_fn, progress)
     finally:
         net.set_train(was_training)
     persons = [dict(image_id=r['image_id'], keypoints=r['keypoints'], score=r['box_score'], area=r['area'])
@@ -402,7 +402,7 @@ def evaluate_mpii(net, ann_file, img_root, input_size_hw=(256, 256), gt_mat=None
 
     image_jobs = [(Path(img_root) / name, recs) for name, recs in jobs.items()]
     try:
-        done, skipped = _predict_images(predictor, image_jobs, crop_fn, progress, 'evaluate')
+        done, skipped = _predict_images(predictor, image_jobs, crop_fn, progress)
     finally:
         net.set_train(was_training)
     preds = np.full((len(anns), MPII_16.num_joints, 3), np.nan)

@@ -5,8 +5,6 @@ brackets): AP (AP @[IoU=0.50:0.95]), AP50 (AP @0.50), AP75 (AP @0.75), APm (AP m
 AR (AR @[0.50:0.95]), AR50, AR75, ARm, ARl. As in COCOeval, -1 means no ground truth in that area range.
 """
 import json
-import os
-import tempfile
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -16,6 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from .nms import oks_nms, soft_oks_nms
+from ..fileio import write_text_atomic
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 RESULT_FIELDS = ("image_id", "category_id", "keypoints", "score")
@@ -61,14 +60,7 @@ def write_results_json(path, results):
         text = json.dumps([_plain(r) for r in results], allow_nan=False)
     except ValueError:
         raise ValueError(f"{path}: results contain NaN or infinite values, not written") from None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)
 
 
 def _as_coco(ann_file_or_coco):

@@ -65,7 +65,21 @@ _CPP_SOURCE = r"""
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
 namespace {
+
+// Denormal inputs or products (deep stacks of small weights, tiny gradients) slow x86 arithmetic down
+// by orders of magnitude; flush them to zero while a kernel runs, then restore the caller's mode.
+struct FlushDenormals {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned int saved = _mm_getcsr();
+  FlushDenormals() { _mm_setcsr(saved | 0x8040u); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
 
 int max_threads() {
   static const int n = [] {
@@ -86,6 +100,7 @@ int max_threads() {
 template <class F>
 void parallel_for(int64_t items, int64_t work, F f) {
   const int64_t nt = std::min<int64_t>({(int64_t)max_threads(), std::max<int64_t>(1, work / 100000), items});
+  FlushDenormals flush;
   if (nt <= 1) {
     f(0, items);
     return;
@@ -95,7 +110,10 @@ void parallel_for(int64_t items, int64_t work, F f) {
   try {
     for (int64_t b = chunk; b < items; b += chunk) {
       const int64_t e = std::min(items, b + chunk);
-      ts.emplace_back([=, &f] { f(b, e); });
+      ts.emplace_back([=, &f] {
+        FlushDenormals thread_flush;
+        f(b, e);
+      });
     }
   } catch (...) {  // a thread could not be started: run the chunks not handed out here
     for (int64_t b = chunk * (int64_t)(ts.size() + 1); b < items; b += chunk) f(b, std::min(items, b + chunk));
@@ -429,11 +447,20 @@ def _cpu_signature():
 
 
 def _cache_dirs():
+    """Candidate directories for the library, most specific first."""
     if os.environ.get(_CACHE_ENV):
         yield os.environ[_CACHE_ENV]
-    yield os.path.join(os.path.expanduser("~"), ".cache", "litehrnet_mindspore")
+    if os.environ.get("MS_CUSTOM_AOT_WHITE_LIST"):  # MindSpore only loads Custom libraries from below it
+        yield os.path.join(os.environ["MS_CUSTOM_AOT_WHITE_LIST"], "litehrnet_mindspore")
+    home = os.path.expanduser("~")
+    if home != "~":
+        yield os.path.join(home, ".cache", "litehrnet_mindspore")
     uid = os.getuid() if hasattr(os, "getuid") else 0
     yield os.path.join(tempfile.gettempdir(), f"litehrnet_mindspore_{uid}")
+
+
+class _CompileError(RuntimeError):
+    """The compiler rejected the source with the given flags."""
 
 
 def _compile(cxx, flags, path):
@@ -446,7 +473,7 @@ def _compile(cxx, flags, path):
         cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-pthread", "-o", tmp, src]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+            raise _CompileError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-1000:]}")
         os.replace(tmp, path)
     finally:
         for leftover in (src, tmp):
@@ -485,6 +512,9 @@ def _windows(x, stride):
 def _self_check(path):
     """Compare every kernel with numpy on a few shapes (odd/even, both strides, multi-threaded sizes)."""
     lib = ctypes.CDLL(path)
+    missing = [name for name in _KERNEL_NAMES if not hasattr(lib, name)]
+    if missing:
+        raise RuntimeError(f"kernels missing from the library: {missing}")
     rng = np.random.default_rng(0)
     for (n, c, h, w) in ((2, 3, 5, 6), (1, 2, 1, 1), (2, 8, 40, 37)):
         for s in (1, 2):
@@ -497,7 +527,8 @@ def _self_check(path):
             gp = np.zeros(pshape)
             for di in range(3):
                 for dj in range(3):
-                    gp[..., di:di + s * (ho - 1) + 1:s, dj:dj + s * (wo - 1) + 1:s] += k[None, :, 0, di, dj, None, None] * g
+                    tap = (..., slice(di, di + s * (ho - 1) + 1, s), slice(dj, dj + s * (wo - 1) + 1, s))
+                    gp[tap] += k[None, :, 0, di, dj, None, None] * g
             dx = gp[..., 1:h + 1, 1:w + 1]
             dk = np.array([[(g * taps[di][dj]).sum(axis=(0, 2, 3)) for dj in range(3)] for di in range(3)])
             dk = dk.transpose(2, 0, 1)[:, None]
@@ -533,17 +564,18 @@ def kernel_library():
 
 
 def _build_library():
+    """(path, None) for a compiled library that passed the self-check, else (None, the reasons)."""
     if platform.system() != "Linux":
         return None, "MindSpore Custom aot operators need Linux"
     cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not cxx:
         return None, "no C++ compiler (g++) found"
+    white_list = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
     errors = []
     for flags in _CXX_FLAG_SETS:
         key = hashlib.sha256("\0".join([_CPP_SOURCE, cxx, *flags, _cpu_signature()]).encode()).hexdigest()[:16]
         for directory in _cache_dirs():
             path = os.path.join(os.path.abspath(directory), f"fast_conv_{key}.so")
-            white_list = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
             if white_list and os.path.commonpath([os.path.realpath(path), os.path.realpath(white_list)]) \
                     != os.path.realpath(white_list):
                 errors.append(f"{path} is outside MS_CUSTOM_AOT_WHITE_LIST")
@@ -554,10 +586,11 @@ def _build_library():
                     _compile(cxx, flags, path)
                 _self_check(path)
                 return path, None
+            except _CompileError as exc:
+                errors.append(str(exc))
+                break  # these flags are rejected: try the next set, not another directory
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                errors.append(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
-                if isinstance(exc, RuntimeError) and "failed" in str(exc):
-                    break  # the compiler rejected these flags: other directories won't help
+                errors.append(f"{path}: {exc}")
     return None, "; ".join(errors)
 
 
@@ -579,7 +612,8 @@ def _resolve_backend(backend=None):
 # ----------------------------------------------------------------------------------------------
 
 def _out_size(n, stride):
-    return (n - 1) // stride + 1
+    """Output length of a 3x3, padding 1 conv; unknown (dynamic, -1) lengths stay unknown."""
+    return -1 if n is None or n < 0 else (n - 1) // stride + 1
 
 
 def _same_dtype(*dtypes):
@@ -681,7 +715,8 @@ class _Conv3x3(nn.Cell):
 
     def _output(self, y, dtype):
         if self.has_bias:
-            y = ops.bias_add(y, self.bias.astype(mstype.float32))
+            bias = self.bias if self.bias.dtype == mstype.float32 else self.bias.astype(mstype.float32)
+            y = ops.bias_add(y, bias)
         if dtype != mstype.float32:
             y = y.astype(dtype)
         return y

@@ -1,0 +1,233 @@
+"""Pose inference over files: one image, a folder (tree) or a video -> drawn copies, JSON, COCO results.
+
+Outputs mirror the input under the output folder: `a/b.jpg` gives `OUT/a/b.jpg` (drawn) and
+`OUT/a/b.jpg.json` (box, score and named keypoints of every person); a video gives the drawn video
+(same name, same frame rate) and `OUT/<video>.json` with every frame. `OUT/results_keypoints.json`
+holds everyone in COCO results format; its image ids are 1, 2, ... over the images processed in
+sorted path order (a video's frame index + 1), listed with their file names in `OUT/run.json`,
+beside the skipped files and the settings. Nothing is written into the input: an output folder
+that is, contains or lies inside the input folder is refused.
+"""
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .detection import BoxFile
+from .drawing import draw_poses
+from .evaluation import rescore, write_results_json
+from .inference import read_image_rgb
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.webm')
+FOURCC = {'.avi': 'MJPG', '.webm': 'VP80'}  # drawn video codec by container; others get 'mp4v'
+RESULTS_FILE = 'results_keypoints.json'
+RUN_FILE = 'run.json'
+MAX_WARNINGS = 20  # skipped files named on the console; run.json lists them all
+
+
+@dataclass
+class InputPlan:
+    """What to process: 'images' or 'video', the folder names are relative to, and the sorted names."""
+
+    kind: str
+    root: Path
+    files: list
+
+
+def plan_inputs(in_path, out_dir, recursive=False):
+    """The files under an input (folder, image or video); ValueError when missing or the output overlaps it."""
+    src = Path(in_path)
+    if not src.exists():
+        raise ValueError(f"{in_path}: input not found")
+    out, resolved = Path(out_dir).resolve(), src.resolve()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder")
+    if src.is_dir():
+        if out == resolved or resolved in out.parents or out in resolved.parents:
+            raise ValueError(f"output folder {out_dir} must not be, contain or lie inside the input folder {in_path}")
+        found = src.glob('**/*' if recursive else '*')
+        files = sorted((p.relative_to(src) for p in found if p.is_file()), key=lambda p: p.as_posix())
+        return InputPlan('images', src, files)
+    ext = src.suffix.lower()
+    if ext not in IMAGE_EXTS + VIDEO_EXTS:
+        raise ValueError(f"{in_path}: not an image or video (by its extension: {', '.join(IMAGE_EXTS + VIDEO_EXTS)})")
+    if out == resolved.parent:
+        raise ValueError(f"output folder {out_dir} holds the input: its drawn copy would overwrite it")
+    return InputPlan('video' if ext in VIDEO_EXTS else 'images', src.parent, [Path(src.name)])
+
+
+def _write_json(path, obj):
+    Path(path).write_text(json.dumps(obj) + '\n')
+
+
+def _warn(message):
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+class Annotator:
+    """Runs a predictor with a box source over planned inputs and writes the drawings and JSON files."""
+
+    def __init__(self, predictor, box_source, out_dir, kpt_thr=0.3, progress=True):
+        self.predictor = predictor
+        self.box_source = box_source
+        self.out = Path(out_dir)
+        self.kpt_thr = kpt_thr
+        self.progress = progress
+        self.names = predictor.info.joint_names
+
+    def run(self, plan, settings=None):
+        """Process the plan; writes results and run.json, returns the run's statistics (also in run.json)."""
+        if plan.kind == 'video' and isinstance(self.box_source, BoxFile):
+            raise ValueError("box files name images: for a video use --detector hog or the whole frame")
+        self.out.mkdir(parents=True, exist_ok=True)
+        stats = dict(kind=plan.kind, images=[], skipped=[], persons=0, box_source=self.box_source.description)
+        results = []
+        start = time.perf_counter()
+        if plan.kind == 'video':
+            self._video(plan.root / plan.files[0], plan.files[0], stats, results)
+        else:
+            self._images(plan, stats, results)
+        seconds = time.perf_counter() - start
+        stats.update(seconds=seconds, seconds_per_image=seconds / max(len(stats['images']), 1))
+        write_results_json(self.out / RESULTS_FILE, results)
+        _write_json(self.out / RUN_FILE, dict(
+            settings or {}, **stats, results_file=RESULTS_FILE, kpt_thr=self.kpt_thr,
+            image_ids='1, 2, ... over the images processed in sorted path order (video: frame index + 1)'))
+        return stats
+
+    def _skip(self, stats, rel, reason):
+        stats['skipped'].append(dict(file=Path(rel).as_posix(), reason=reason))
+        if len(stats['skipped']) <= MAX_WARNINGS:
+            _warn(f"skipped {Path(rel).as_posix()}: {reason}")
+        if len(stats['skipped']) == MAX_WARNINGS + 1:
+            _warn(f"more files skipped: all are listed in {self.out / RUN_FILE}")
+
+    def _read_images(self, plan, stats):
+        """(relative name, RGB image) of each readable image of the plan; others are skipped and counted."""
+        bar = tqdm(plan.files, desc='infer', unit='img', disable=not self.progress, dynamic_ncols=True)
+        for rel in bar:
+            ext = rel.suffix.lower()
+            if ext not in IMAGE_EXTS:
+                self._skip(stats, rel, 'a video inside a folder (give the video itself as the input)'
+                           if ext in VIDEO_EXTS else 'not an image')
+                continue
+            image = read_image_rgb(plan.root / rel)
+            if image is None:
+                self._skip(stats, rel, 'unreadable image')
+                continue
+            yield rel, image
+
+    def _predict(self, items):
+        """(name, image) items -> (name, image, persons), the crops of several images run as one batch.
+
+        At most batch_size images wait (also when they have no boxes), so memory stays bounded.
+        """
+        pending, count = [], 0
+        for name, image in items:
+            boxes, scores = self.box_source.boxes(image, name)
+            pending.append((name, image, boxes, scores) + self.predictor.crops(image, boxes))
+            count += len(boxes)
+            if count >= self.predictor.batch_size or len(pending) >= self.predictor.batch_size:
+                yield from self._flush(pending)
+                pending, count = [], 0
+        yield from self._flush(pending)
+
+    def _flush(self, pending):
+        if not pending:
+            return
+        crops, centers, scales = (np.concatenate([p[i] for p in pending]) for i in (4, 5, 6))
+        keypoints = self.predictor.predict_crops(crops, centers, scales)
+        start = 0
+        for name, image, boxes, scores, *_ in pending:
+            persons = [dict(bbox=box, box_score=float(s), keypoints=k, score=rescore(k[:, 2], s))
+                       for box, s, k in zip(boxes, scores, keypoints[start:start + len(boxes)])]
+            start += len(boxes)
+            yield name, image, persons
+
+    def _person_json(self, person):
+        return dict(bbox=[float(v) for v in person['bbox']], box_score=person['box_score'], score=person['score'],
+                    keypoints={n: [float(v) for v in k] for n, k in zip(self.names, person['keypoints'])})
+
+    def _record(self, image_id, persons, stats, results):
+        """Count the people of one image and add them to the COCO results; their JSON form."""
+        stats['persons'] += len(persons)
+        results.extend(dict(image_id=image_id, category_id=1, keypoints=p['keypoints'], score=p['score'])
+                       for p in persons)
+        return [self._person_json(p) for p in persons]
+
+    def _draw(self, image, persons):
+        """The drawn copy of an RGB image, in OpenCV's BGR order for writing."""
+        drawn = draw_poses(image, persons, self.predictor.info.skeleton, self.kpt_thr)
+        return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+
+    def _images(self, plan, stats, results):
+        for rel, image, persons in self._predict(self._read_images(plan, stats)):
+            image_id = len(stats['images']) + 1
+            height, width = image.shape[:2]
+            stats['images'].append(dict(id=image_id, file_name=rel.as_posix(), width=width, height=height))
+            target = self.out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not cv2.imwrite(str(target), self._draw(image, persons)):
+                raise ValueError(f"{target}: could not write the drawn image")
+            _write_json(target.with_name(target.name + '.json'), dict(
+                file_name=rel.as_posix(), image_id=image_id, width=width, height=height,
+                box_source=self.box_source.description, persons=self._record(image_id, persons, stats, results)))
+
+    def _frames(self, capture, rel):
+        """(name, RGB frame) of every frame of an open video."""
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        with tqdm(total=total, desc='infer', unit='frame', disable=not self.progress, dynamic_ncols=True) as bar:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    return
+                bar.update()
+                yield rel, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+    def _video(self, path, rel, stats, results):
+        capture = cv2.VideoCapture(str(path))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        target = self.out / rel
+        writer, frames = None, []
+        try:
+            for _, image, persons in self._predict(self._frames(capture, rel)):
+                image_id = len(stats['images']) + 1
+                height, width = image.shape[:2]
+                if writer is None:
+                    fourcc = cv2.VideoWriter_fourcc(*FOURCC.get(target.suffix.lower(), 'mp4v'))
+                    writer = cv2.VideoWriter(str(target), fourcc, fps, (width, height))
+                    if not writer.isOpened():
+                        raise ValueError(f"{target}: cannot write a video here")
+                stats['images'].append(dict(id=image_id, file_name=f"{rel.as_posix()}#{image_id - 1}",
+                                            width=width, height=height))
+                writer.write(self._draw(image, persons))
+                frames.append(dict(frame_index=image_id - 1, image_id=image_id,
+                                   persons=self._record(image_id, persons, stats, results)))
+        finally:
+            capture.release()
+            if writer is not None:
+                writer.release()
+        if not frames:
+            self._skip(stats, rel, 'unreadable video')
+            return
+        _write_json(target.with_name(target.name + '.json'), dict(
+            file_name=rel.as_posix(), fps=fps, width=stats['images'][0]['width'],
+            height=stats['images'][0]['height'], box_source=self.box_source.description, frames=frames))
+
+
+def summary_line(stats, out_dir, random_weights=False):
+    """One line: images (or frames), persons, skipped files by reason, time per image, box source."""
+    unit = 'frames' if stats['kind'] == 'video' else 'images'
+    reasons = {}
+    for s in stats['skipped']:
+        reasons[s['reason']] = reasons.get(s['reason'], 0) + 1
+    skipped = f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if reasons else ''
+    line = (f"{len(stats['images'])} {unit}, {stats['persons']} persons, {len(stats['skipped'])} skipped{skipped}, "
+            f"{stats['seconds_per_image']:.3f} s per {unit[:-1]}, boxes: {stats['box_source']}; outputs in {out_dir}")
+    return ("RANDOM WEIGHTS (no --checkpoint), keypoints are meaningless: " + line) if random_weights else line

@@ -1,0 +1,51 @@
+"""Shared pieces of the command-line front ends: one-line errors with exit code 2, flag types, device setup."""
+import argparse
+import sys
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def str2bool(value):
+    """'true'/'false' (also yes/no, 1/0, on/off) as a real bool: `--flip_test false` means False."""
+    v = value.strip().lower()
+    if v in ('true', 'yes', '1', 'on'):
+        return True
+    if v in ('false', 'no', '0', 'off'):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def resolution(value):
+    """'HxW' (height x width, e.g. 256x192) -> (H, W)."""
+    try:
+        h, w = (int(v) for v in value.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 256x192, got {value!r}") from None
+    return h, w
+
+
+def set_context(device_target, mode='graph'):
+    """MindSpore device and execution mode; ValueError when the device is not available."""
+    import mindspore as ms
+    try:
+        if ms.get_context('device_target') != device_target:  # set_device fails once kernels have run
+            ms.set_device(device_target)
+    except RuntimeError as e:
+        raise ValueError(f"device {device_target} is not available: {str(e).strip().splitlines()[0]}") from None
+    ms.set_context(mode=ms.GRAPH_MODE if mode == 'graph' else ms.PYNATIVE_MODE)
+
+
+def run_main(prog, run, args):
+    """`run(args)`'s exit code; bad input (ValueError, KeyError, OSError) becomes one line and exit code 2."""
+    try:
+        return run(args)
+    except (ValueError, KeyError, OSError) as e:  # CheckpointError and ModelTypeError are ValueErrors
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        first = message.strip().splitlines()[0] if message.strip() else type(e).__name__
+        print(f"{prog}: error: {first}", file=sys.stderr)
+        return 2

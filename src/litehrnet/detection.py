@@ -1,0 +1,134 @@
+"""Person boxes for top-down inference: a box file, OpenCV's HOG people detector, or the whole image.
+
+Every source answers `boxes(image_rgb, rel_path) -> (boxes (N, 4) [x, y, w, h], scores (N,))` in image
+pixels. The boxes then go through the same centre/scale/aspect handling as evaluation
+(`preprocess_box`: aspect fixed to the input's, padded 1.25x), never a plain resize, so the whole
+image as one box is exactly mmpose's top-down demo without a detector.
+"""
+import json
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+
+PERSON_CATEGORY = 1
+
+
+def _empty():
+    return np.zeros((0, 4), np.float64), np.zeros(0, np.float64)
+
+
+def _as_arrays(rows):
+    """(N, 4) boxes and (N,) scores of [[x, y, w, h, score], ...] rows, zero-sized boxes dropped."""
+    if not rows:
+        return _empty()
+    rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), 5)
+    rows = rows[(rows[:, 2] > 0) & (rows[:, 3] > 0)]
+    return rows[:, :4], rows[:, 4]
+
+
+class WholeImage:
+    """The whole image as one person box, score 1 (the default when no detector or box file is given)."""
+
+    description = 'whole image as one box'
+
+    def boxes(self, image_rgb, rel_path=None):
+        """[[0, 0, width, height]] and [1.0]."""
+        h, w = image_rgb.shape[:2]
+        return np.array([[0.0, 0.0, w, h]]), np.ones(1)
+
+
+class HogDetector:
+    """OpenCV's built-in HOG + linear SVM people detector (no download), with non-maximum suppression.
+
+    Scores are the SVM margins (above `hit_threshold`, not probabilities). Images are upscaled to at
+    least `min_height` pixels first: the detector's window is 64x128, so smaller people are missed.
+    """
+
+    description = 'OpenCV HOG people detector'
+
+    def __init__(self, hit_threshold=0.0, nms_iou=0.45, min_height=400):
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.hit_threshold = hit_threshold
+        self.nms_iou = nms_iou
+        self.min_height = min_height
+
+    def boxes(self, image_rgb, rel_path=None):
+        """Detected people, NMS-filtered, best first."""
+        factor = max(1.0, self.min_height / image_rgb.shape[0])
+        image = cv2.resize(image_rgb, None, fx=factor, fy=factor) if factor > 1 else image_rgb
+        rects, weights = self.hog.detectMultiScale(image, hitThreshold=self.hit_threshold, winStride=(8, 8),
+                                                   padding=(8, 8), scale=1.05)
+        if len(rects) == 0:
+            return _empty()
+        rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / factor
+        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        keep = np.asarray(cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), float(self.hit_threshold),
+                                           self.nms_iou), dtype=int).reshape(-1)
+        return rects[keep], weights[keep]
+
+
+class BoxFile:
+    """Boxes read from a JSON file, keeping those scoring above `bbox_thr`.
+
+    Two layouts: a {file_name: [[x, y, w, h, score], ...]} object (file_name relative to the input
+    folder, or a bare name; a box without a score scores 1), or COCO detection results
+    [{image_id, category_id, bbox, score}, ...] (person category only) whose image_id is matched to
+    the number in a file's name, as in COCO's 000000000785.jpg. An image the file does not mention
+    has no boxes.
+    """
+
+    def __init__(self, path, bbox_thr=0.3):
+        path = Path(path)
+        self.description = f'box file {path.name} (score > {bbox_thr:g})'
+        if not path.is_file():
+            raise ValueError(f"{path}: box file not found")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+        try:
+            self.by_key = self._by_name(data) if isinstance(data, dict) else self._by_image_id(data)
+            self.by_key = {k: _as_arrays([r for r in rows if r[4] > bbox_thr]) for k, rows in self.by_key.items()}
+        except (TypeError, ValueError, KeyError, IndexError):
+            raise ValueError(f"{path}: expected {{file_name: [[x, y, w, h, score], ...]}} or COCO detection "
+                             f"results [{{image_id, category_id, bbox, score}}, ...]") from None
+        self.path = path
+
+    @staticmethod
+    def _by_name(data):
+        return {PurePosixPath(str(k)).as_posix(): [[float(v) for v in row] + [1.0] * (len(row) == 4)
+                                                   for row in rows] for k, rows in data.items()}
+
+    @staticmethod
+    def _by_image_id(data):
+        out = {}
+        for det in data:
+            if det['category_id'] == PERSON_CATEGORY:
+                row = [float(v) for v in det['bbox']] + [float(det['score'])]
+                out.setdefault(int(det['image_id']), []).append(row)
+        return out
+
+    def boxes(self, image_rgb, rel_path):
+        """Boxes of the image at rel_path (relative to the input folder): by path, bare name or numeric id."""
+        rel = PurePosixPath(Path(rel_path).as_posix())
+        for key in (rel.as_posix(), rel.name):
+            if key in self.by_key:
+                return self.by_key[key]
+        if rel.stem.isdigit() and int(rel.stem) in self.by_key:
+            return self.by_key[int(rel.stem)]
+        return _empty()
+
+
+def make_box_source(bbox_file=None, bbox_thr=0.3, detector=None):
+    """The box source the command line asks for: a box file, 'hog', or (neither) the whole image."""
+    if bbox_file and detector:
+        raise ValueError("give either a box file or a detector, not both")
+    if bbox_file:
+        return BoxFile(bbox_file, bbox_thr)
+    if detector == 'hog':
+        return HogDetector()
+    if detector:
+        raise ValueError(f"unknown detector {detector!r}: the built-in one is 'hog'")
+    return WholeImage()

@@ -1,0 +1,58 @@
+"""Draw poses on images: skeleton limbs in per-limb colours, confident keypoints only, person boxes.
+
+Colours are RGB (images are RGB throughout the package); line widths grow with the image so that
+drawings stay legible on small and large pictures alike.
+"""
+import colorsys
+
+import cv2
+import numpy as np
+
+BOX_COLOR = (255, 255, 255)
+
+
+def limb_colors(num_limbs):
+    """One saturated RGB colour per limb, spread evenly around the hue circle."""
+    return [tuple(int(c * 255) for c in colorsys.hsv_to_rgb(i / max(num_limbs, 1), 0.9, 1.0))
+            for i in range(num_limbs)]
+
+
+def joint_colors(num_joints, skeleton):
+    """Each joint takes the colour of the first limb that ends in it (white when in none)."""
+    colors = [(255, 255, 255)] * num_joints
+    for (a, b), color in reversed(list(zip(skeleton, limb_colors(len(skeleton))))):
+        colors[a] = colors[b] = color
+    return colors
+
+
+def _point(xy):
+    return int(round(float(xy[0]))), int(round(float(xy[1])))
+
+
+def draw_poses(image_rgb, persons, skeleton, kpt_thr=0.3, draw_boxes=True):
+    """A copy of the RGB image with each person's box, limbs and keypoints whose score is >= kpt_thr.
+
+    A person is a dict with 'keypoints' (K, 3) = x, y, score in image pixels and, for the box,
+    'bbox' [x, y, w, h] and optionally 'box_score'.
+    """
+    canvas = np.ascontiguousarray(image_rgb).copy()
+    unit = max(1, int(round(max(canvas.shape[:2]) / 300)))
+    limb_palette = limb_colors(len(skeleton))
+    num_joints = len(np.asarray(persons[0]['keypoints']).reshape(-1, 3)) if persons else 0
+    joint_palette = joint_colors(num_joints, skeleton)
+    for person in persons:
+        kpts = np.asarray(person['keypoints'], dtype=np.float64).reshape(-1, 3)
+        shown = np.isfinite(kpts).all(axis=1) & (kpts[:, 2] >= kpt_thr)
+        if draw_boxes and person.get('bbox') is not None:
+            x, y, w, h = (float(v) for v in person['bbox'])
+            cv2.rectangle(canvas, _point((x, y)), _point((x + w, y + h)), BOX_COLOR, unit, cv2.LINE_AA)
+            if person.get('box_score') is not None:
+                cv2.putText(canvas, f"{person['box_score']:.2f}", _point((x + 2, y + 12 * unit)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.4 * unit, BOX_COLOR, max(1, unit // 2), cv2.LINE_AA)
+        for (a, b), color in zip(skeleton, limb_palette):
+            if shown[a] and shown[b]:
+                cv2.line(canvas, _point(kpts[a]), _point(kpts[b]), color, 2 * unit, cv2.LINE_AA)
+        for j, color in enumerate(joint_palette):
+            if shown[j]:
+                cv2.circle(canvas, _point(kpts[j]), 2 * unit + 1, color, -1, cv2.LINE_AA)
+    return canvas

@@ -1,0 +1,325 @@
+"""The training loop: a GRAPH-mode train step, validation, exact-resume checkpoints, logs and curves.
+
+`train(config)` runs a whole job and returns the final validation metrics. Outputs, all under
+config.output_dir and written by rank 0 only: train.log, config.json, last.ckpt (every epoch and
+every save_checkpoint_steps steps), best.ckpt (best validation AP), epoch_NNN.ckpt (every
+save_interval epochs), history.json, curves.png, val/ (the latest validation's results) and
+metrics.json (the final validation). Checkpoints hold the bare network under its true names;
+last/epoch checkpoints add the training state, so `resume` continues bit-exactly.
+"""
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import mindspore as ms
+import mindspore.dataset as mds
+import numpy as np
+from mindspore import nn
+from tqdm import tqdm
+
+from ..checkpoint.io import CheckpointError, load_weights
+from ..data.coco import CocoKeypointDataset, split_files
+from ..data.pipeline import build_train_dataset
+from ..models.registry import create_model
+from .curves import draw_curves
+from .loss import JointsMSELoss, NetWithLoss
+from .schedule import step_lr
+from .state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
+
+LOSS_SCALE = 1024.0  # static loss scale of mixed-precision training (GPU/Ascend)
+
+
+class TrainingStopped(RuntimeError):
+    """Training could not go on (a non-finite loss); the message names the last good checkpoint."""
+
+
+def setup_context(config):
+    """GRAPH mode on the device; data parallel when launched by msrun. Returns (rank, group size)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        ms.set_device(config.device_target)
+    except RuntimeError as e:
+        raise ValueError(f"device {config.device_target} is not available: "
+                         f"{str(e).strip().splitlines()[0]}") from None
+    if config.amp_level != 'O0' and config.device_target == 'CPU':
+        raise ValueError("--amp_level is for GPU/Ascend; CPU trains in float32 (mixed precision is slower there)")
+    if int(os.environ.get('MS_WORKER_NUM', '1')) > 1:
+        from mindspore.communication import get_group_size, get_rank, init
+        init()
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True)
+        return get_rank(), get_group_size()
+    return 0, 1
+
+
+def _logger(output_dir, rank, group_size):
+    """'litehrnet.train': console (through tqdm, so bars stay intact) and, on rank 0, train.log."""
+    log = logging.getLogger('litehrnet.train')
+    log.setLevel(logging.DEBUG)  # DEBUG (COCOeval's table) goes to the file only
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    prefix = f'[rank {rank}] ' if group_size > 1 else ''
+
+    class _TqdmHandler(logging.Handler):
+        def emit(self, record):
+            tqdm.write(prefix + self.format(record))
+
+    console = _TqdmHandler(logging.INFO)
+    log.addHandler(console)
+    if rank == 0:
+        handler = logging.FileHandler(Path(output_dir) / 'train.log')
+        handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+        log.addHandler(handler)
+        logging.getLogger('litehrnet').addHandler(handler)  # the dataset's warnings too
+    return log
+
+
+def dataset_splits(config):
+    """(train annotations, train images, val annotations, val images); the demo is generated when missing."""
+    if config.dataset == 'demo':
+        from ..data.demo import ensure_demo_dataset
+        root = ensure_demo_dataset(config.data_root or Path(config.output_dir) / 'demo_data')
+    elif not config.data_root:
+        raise ValueError(f"--dataset {config.dataset} needs --data_root")
+    else:
+        root = Path(config.data_root)
+        if not root.is_dir():
+            raise ValueError(f"{root}: data folder not found")
+    return (*split_files(config.dataset, root, 'train'), *split_files(config.dataset, root, 'val'))
+
+
+def weights_fingerprint(net, trainable_only=True):
+    """sha256 of the network's parameters in name order (ranks of a data-parallel run must agree)."""
+    digest = hashlib.sha256()
+    params = net.trainable_params() if trainable_only else net.get_parameters()
+    for p in sorted(params, key=lambda q: q.name):
+        digest.update(p.name.encode())
+        digest.update(np.ascontiguousarray(p.asnumpy()).tobytes())
+    return digest.hexdigest()
+
+
+def _train_step(net, optimizer, amp_level):
+    """TrainOneStepCell over net + JointsMSELoss (wrappers keep the network's parameter names)."""
+    loss_net = NetWithLoss(net, JointsMSELoss())
+    if amp_level == 'O0':
+        return nn.TrainOneStepCell(loss_net, optimizer)
+    loss_net = ms.amp.auto_mixed_precision(loss_net, amp_level)
+    return nn.TrainOneStepCell(loss_net, optimizer, sens=LOSS_SCALE)
+
+
+class Trainer:
+    """One training job (see the module docstring); `run()` trains and returns the final metrics."""
+
+    def __init__(self, config):
+        self.cfg = config
+        self.out = Path(config.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
+        self.train_set = CocoKeypointDataset(train_ann, train_img, config.input_size_hw, train=True,
+                                             seed=config.seed, meta=config.meta)
+        self.info = self.train_set.info
+        self.rank, self.group_size = setup_context(config)
+        self.main = self.rank == 0
+        self.log = _logger(self.out, self.rank, self.group_size)
+        ms.set_seed(config.seed)
+        mds.config.set_seed(config.seed)
+        self.net = create_model(config.model_type, num_joints=self.info.num_joints, pretrained=config.pretrained,
+                                reset_head=True)
+        self.steps_per_epoch = None
+        self.step = 0
+        self.best = dict(AP=-1.0, epoch=0)
+        self.epoch_loss = [0.0, 0]  # sum, count of the current epoch
+        self.history = []
+        self.last_saved = None  # (path, step) of the newest checkpoint with training state
+        self.final_metrics = None
+
+    # --- setup -------------------------------------------------------------------------------------
+    def _build(self, start_step):
+        cfg = self.cfg
+        self.data, sampler = build_train_dataset(self.train_set, cfg.batch_size, cfg.epochs, cfg.seed, start_step,
+                                                 cfg.workers)
+        self.steps_per_epoch = sampler.steps_per_epoch
+        self.total_steps = sampler.total_steps
+        self.lr = step_lr(cfg.lr, self.steps_per_epoch, cfg.epochs, cfg.milestones, warmup_iters=cfg.warmup_iters)
+        self.optimizer = nn.Adam(self.net.trainable_params(), learning_rate=ms.Tensor(self.lr), eps=1e-8,
+                                 loss_scale=1.0 if cfg.amp_level == 'O0' else LOSS_SCALE)
+        self.train_step = _train_step(self.net, self.optimizer, cfg.amp_level)
+        self.train_step.set_train()
+
+    def _counters(self):
+        return dict(step=self.step, seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
+                    num_samples=len(self.train_set), best_ap=float(self.best['AP']), best_epoch=self.best['epoch'],
+                    epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1])
+
+    def _resume_path(self):
+        path = self.out / 'last.ckpt' if self.cfg.resume in ('auto', 'true', 'last') else Path(self.cfg.resume)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no checkpoint to resume from")
+        return path
+
+    def _resume(self):
+        """Load weights, optimizer state and counters of the resumed checkpoint; returns its step."""
+        path = self._resume_path()
+        weights, state = read_training_checkpoint(path)
+        expected = dict(seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
+                        num_samples=len(self.train_set))
+        for key, value in expected.items():
+            saved = int(state.get(key, -1))
+            if saved != value:
+                raise CheckpointError(f"{path}: was trained with {key} {saved}, this run has {value}; "
+                                      f"resuming exactly needs the same data order")
+        load_weights(self.net, weights, source=str(path))
+        step = int(state['step'])
+        self.best = dict(AP=float(state['best_ap']), epoch=int(state['best_epoch']))
+        self.epoch_loss = [float(state['epoch_loss_sum']), int(state['epoch_loss_count'])]
+        history = self.out / 'history.json'
+        if history.is_file():
+            self.history = [r for r in json.loads(history.read_text()) if r['step'] <= step]
+        return path, state, step
+
+    # --- outputs ------------------------------------------------------------------------------------
+    def _save(self, name, with_state=True):
+        if not self.main:
+            return
+        path = self.out / name
+        if with_state:
+            save_training_checkpoint(path, self.net, self.optimizer, self._counters())
+            self.last_saved = (path, self.step)
+        else:
+            save_training_checkpoint(path, self.net)
+
+    def _write_history(self):
+        (self.out / 'history.json').write_text(json.dumps(self.history, indent=1) + '\n')
+        draw_curves(self.out / 'curves.png', self.history)
+
+    def validate(self, epoch):
+        """COCO AP of the current weights on the validation split (ground-truth boxes), via inference."""
+        from ..inference import evaluate_coco
+        captured = io.StringIO()
+        start = time.time()
+        with contextlib.redirect_stdout(captured):
+            metrics = evaluate_coco(self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
+                                    flip_test=self.cfg.flip_test, keypoint_info=self.info,
+                                    output_dir=self.out / 'val', progress=False)
+        self.train_step.set_train()
+        for line in captured.getvalue().splitlines():
+            self.log.debug(line)
+        self.log.info(f"epoch {epoch}: validation AP {metrics['AP']:.4f} (AP50 {metrics['AP50']:.4f}, "
+                      f"AR {metrics['AR']:.4f}) on {metrics['num_boxes']} ground-truth boxes "
+                      f"in {time.time() - start:.0f} s")
+        return metrics
+
+    def _end_epoch(self, epoch, seconds, images):
+        cfg = self.cfg
+        loss = self.epoch_loss[0] / max(1, self.epoch_loss[1])
+        self.epoch_loss = [0.0, 0]
+        self.log.info(f"epoch {epoch}/{cfg.epochs}: loss {loss:.6f}, lr {self.lr[self.step - 1]:.3g}, "
+                      f"{images / max(seconds, 1e-9):.1f} img/s")
+        if not self.main:
+            return
+        row = dict(epoch=epoch, step=self.step, loss=loss, lr=float(self.lr[self.step - 1]))
+        if epoch % cfg.val_interval == 0 or epoch == cfg.epochs:
+            metrics = self.validate(epoch)
+            row['AP'] = metrics['AP']
+            self.final_metrics = dict(metrics, epoch=epoch)
+            if metrics['AP'] > self.best['AP']:
+                self.best = dict(AP=metrics['AP'], epoch=epoch)
+                self._save('best.ckpt', with_state=False)
+        self.history.append(row)
+        self._save('last.ckpt')
+        if cfg.save_interval and epoch % cfg.save_interval == 0:
+            self._save(f'epoch_{epoch:03d}.ckpt')
+        self._write_history()
+
+    def _stop(self, loss, epoch):
+        if self.last_saved:
+            good = f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
+        else:
+            good = "no checkpoint had been written yet"
+        raise TrainingStopped(f"loss is {loss} at epoch {epoch}, step {self.step}: training stopped; {good}. "
+                              f"Lower --lr or check the data")
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run(self):
+        """Train from scratch, from pretrained weights, or on from a checkpoint; returns the final metrics."""
+        cfg = self.cfg
+        resumed = self._resume() if cfg.resume else None
+        self._build(resumed[2] if resumed else 0)
+        if resumed:
+            restore_optimizer(self.optimizer, resumed[1], resumed[0])
+            self.step = resumed[2]
+            self.last_saved = (resumed[0], self.step)
+            self.log.info(f"resumed from {resumed[0]} at step {self.step} "
+                          f"(epoch {self.step // self.steps_per_epoch + 1})")
+        if self.main:
+            settings = dict(dataclasses.asdict(cfg), val_ann=str(self.val_ann), num_joints=self.info.num_joints)
+            (self.out / 'config.json').write_text(json.dumps(settings, indent=1, default=str) + '\n')
+        self._log_start()
+        batch_images = cfg.batch_size * self.group_size
+        batches = self.data.create_tuple_iterator(num_epochs=1) if self.step < self.total_steps else []
+        bar, epoch_start, epoch_images, tic = None, time.time(), 0, time.time()
+        for image, target, weight in batches:
+            epoch = self.step // self.steps_per_epoch + 1
+            if bar is None:
+                bar = tqdm(total=self.steps_per_epoch, initial=self.step % self.steps_per_epoch,
+                           desc=f"epoch {epoch}/{cfg.epochs}", unit='step', dynamic_ncols=True,
+                           disable=None if cfg.progress and self.main else True, leave=False)
+            loss = float(self.train_step(image, target, weight).asnumpy())
+            self.step += 1
+            if not math.isfinite(loss):
+                bar.close()
+                self._stop(loss, epoch)
+            toc = time.time()
+            self.epoch_loss[0] += loss
+            self.epoch_loss[1] += 1
+            epoch_images += batch_images
+            bar.set_postfix(loss=f"{self.epoch_loss[0] / self.epoch_loss[1]:.3g}", lr=f"{self.lr[self.step - 1]:.2e}",
+                            img_s=f"{batch_images / max(toc - tic, 1e-9):.1f}", refresh=False)
+            bar.update(1)
+            if self.step % self.steps_per_epoch == 0:
+                bar.close()
+                bar = None
+                self._end_epoch(epoch, time.time() - epoch_start, epoch_images)
+                epoch_start, epoch_images = time.time(), 0
+            elif cfg.save_checkpoint_steps and self.step % cfg.save_checkpoint_steps == 0:
+                self._save('last.ckpt')
+            tic = time.time()
+        return self._finish()
+
+    def _log_start(self):
+        cfg, ts = self.cfg, self.train_set
+        for note in self.info.notes:
+            self.log.info(f"keypoint set: {note}")
+        self.log.info(f"train: {len(ts)} persons ({ts.ann_file}), {self.steps_per_epoch} steps/epoch of "
+                      f"{cfg.batch_size} x {self.group_size} device(s), {cfg.epochs} epochs, input "
+                      f"{cfg.input_size_hw[0]}x{cfg.input_size_hw[1]}, model {self.net.model_type}, "
+                      f"output {self.out}")
+        if self.step < self.total_steps:
+            self.log.info("compiling the training graph (the first step takes a while)...")
+
+    def _finish(self):
+        if self.main and self.final_metrics is None:  # resumed after the last epoch: validate once more
+            self.final_metrics = dict(self.validate(self.cfg.epochs), epoch=self.cfg.epochs)
+        for summary in filter(None, [self.train_set.skip_summary()]):
+            self.log.warning(summary)
+        self.log.info(f"weights fingerprint (trainable, sha256): {weights_fingerprint(self.net)}")
+        if not self.main:
+            return None
+        metrics = dict(self.final_metrics, best_AP=self.best['AP'], best_epoch=self.best['epoch'])
+        (self.out / 'metrics.json').write_text(json.dumps(metrics, indent=2, default=str) + '\n')
+        self.log.info(f"final validation AP {metrics['AP']:.4f} at epoch {metrics['epoch']}; best "
+                      f"{self.best['AP']:.4f} at epoch {self.best['epoch']}; metrics in {self.out / 'metrics.json'}")
+        return metrics
+
+
+def train(config):
+    """Run one training job as `config` says; returns the final validation metrics (rank 0) or None."""
+    return Trainer(config).run()

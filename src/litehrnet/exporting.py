@@ -1,0 +1,92 @@
+"""Export the pose network to MINDIR or ONNX, optionally with the predictor's flip test folded in.
+
+`FlipTestNet` computes in one graph exactly what `TopDownPredictor` does for the flip test, so an
+exported model can be used without any flip logic around it. Files are written under a temporary
+name and renamed, and a JSON description (input size, batch size, keypoint set, whether the flip
+test is inside) is written beside the model for `runners` and `src/infer.py`.
+"""
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn, ops
+
+from .data.keypoints import flip_indices
+from .runners import export_meta_path
+
+SUFFIXES = {'MINDIR': '.mindir', 'ONNX': '.onnx'}
+
+
+class FlipTestNet(nn.Cell):
+    """net(x) averaged with net(mirrored x) flipped back: pairs swapped, mirrored, shifted 1 px right."""
+
+    def __init__(self, net, flip_pairs, num_joints):
+        super().__init__()
+        self.net = net
+        self.order = ms.Tensor(flip_indices(num_joints, flip_pairs).astype(np.int32))
+
+    def construct(self, x):
+        n = x.shape[0]
+        both = self.net(ops.concat((x, ops.flip(x, (3,))), 0))
+        flipped = ops.gather(ops.flip(both[n:], (3,)), self.order, 1)
+        shifted = ops.concat((flipped[:, :, :, :1], flipped[:, :, :, :-1]), 3)
+        return (both[:n] + shifted) * 0.5
+
+
+def output_path(path, file_format):
+    """The file export writes: `path`, with the format's suffix appended when it has another one."""
+    path = Path(path)
+    suffix = SUFFIXES[file_format]
+    return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
+
+
+def _atomic_write_text(path, text):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def export_network(net, input_size_hw, batch_size, file_format, path, keypoint_info, flip_test=False,
+                   description=None):
+    """Write `net` (flip test folded in when flip_test) for (batch_size, 3, H, W) float32 input; returns the path.
+
+    The network must use the 'native' convolutions (the fast CPU kernels are custom operators that
+    cannot be exported; checkpoints are interchangeable). `description` adds fields to the JSON.
+    """
+    if file_format not in SUFFIXES:
+        raise ValueError(f"file format must be one of {sorted(SUFFIXES)}, got {file_format!r}")
+    if getattr(net, 'conv_impl', 'native') != 'native':
+        raise ValueError("build the network with conv_impl='native' to export it (the fast CPU "
+                         "convolutions are custom operators)")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if flip_test and not keypoint_info.flip_pairs:
+        raise ValueError(f"keypoint set '{keypoint_info.name}' has no left/right pairs: no flip test to fold in")
+    net.set_train(False)
+    cell = FlipTestNet(net, keypoint_info.flip_pairs, keypoint_info.num_joints) if flip_test else net
+    path = output_path(path, file_format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dummy = ms.Tensor(np.zeros((int(batch_size), 3) + tuple(input_size_hw), np.float32))
+    tmp_stem = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.')) / 'model'
+    written = tmp_stem.with_name(tmp_stem.name + SUFFIXES[file_format])
+    try:
+        ms.export(cell, dummy, file_name=str(tmp_stem), file_format=file_format)
+        os.chmod(written, 0o644)  # MindSpore writes it owner-read-only
+        os.replace(written, path)
+    finally:
+        shutil.rmtree(tmp_stem.parent, ignore_errors=True)
+    meta = dict(description or {}, file_format=file_format, input_size=list(input_size_hw),
+                batch_size=int(batch_size), num_joints=keypoint_info.num_joints, keypoints=keypoint_info.name,
+                flip_test=bool(flip_test), mindspore_version=ms.__version__)
+    _atomic_write_text(export_meta_path(path), json.dumps(meta, indent=2) + '\n')
+    return path

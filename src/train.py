@@ -1,0 +1,127 @@
+"""Train Lite-HRNet on COCO, the built-in demo set or a custom COCO-format keypoint set (thin CLI).
+
+    python src/train.py --dataset demo          # minutes on a CPU: a generated stick-figure set, AP rises
+    python src/train.py --model_type litehrnet_18 --target_res 256x192 --dataset coco --data_root DIR
+    python src/train.py --dataset custom --data_root DIR --pretrained litehrnet_18_coco_256x192
+    python src/train.py ... --resume            # continue <checkpoint_path>/last.ckpt exactly
+
+Defaults are the official schedule (Adam 2e-3, 500-step warm-up, x0.1 at epochs 170 and 200 of 210,
+batch 64, validation every 10 epochs); --dataset demo has its own small preset. Layouts under
+--data_root: coco: annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/;
+custom (and demo): annotations/{train,val}.json, images/. Bad input exits with code 2 and one line
+on stderr; a NaN/Inf loss stops training with exit code 1, keeping the last good checkpoint.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """argparse errors as one line, exit code 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def str2bool(value):
+    """'true'/'false' (also yes/no, 1/0, on/off) as a real bool: `--flip_test false` means False."""
+    v = value.strip().lower()
+    if v in ('true', 'yes', '1', 'on'):
+        return True
+    if v in ('false', 'no', '0', 'off'):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def resolution(value):
+    """'HxW' (height x width, e.g. 256x192) -> (H, W)."""
+    try:
+        h, w = (int(v) for v in value.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 256x192, got {value!r}") from None
+    return h, w
+
+
+def ints(value):
+    """'170,200' -> (170, 200)."""
+    try:
+        return tuple(int(v) for v in value.split(',') if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def parse_args(argv=None):
+    p = _Parser(prog='train.py', description=__doc__.splitlines()[0])
+    p.add_argument('--model_type', help='litehrnet_18 (coco/custom default), litehrnet_30, naive_litehrnet_18, '
+                                        'wider_naive_litehrnet_18, an alias, or an architecture .json/.yaml')
+    p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; demo 128x96)')
+    p.add_argument('--dataset', choices=('coco', 'demo', 'custom'), default='coco')
+    p.add_argument('--data_root', help='dataset folder (demo: where it is generated, default '
+                                       '<checkpoint_path>/demo_data)')
+    p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
+    p.add_argument('--checkpoint_path', default='output', help='output folder: checkpoints, logs, metrics')
+    p.add_argument('--epochs', type=int, help='default 210 (demo 6)')
+    p.add_argument('--train_batch', type=int, help='batch size per device (default 64; demo 16)')
+    p.add_argument('--lr', type=float, help='Adam learning rate (default 2e-3; demo 4e-3)')
+    p.add_argument('--lr_steps', type=ints, help='epochs where the rate drops x0.1 (default 170,200 scaled to '
+                                                 '--epochs)')
+    p.add_argument('--warmup_iters', type=int, help='linear warm-up steps (default 500; demo 100)')
+    p.add_argument('--val_interval', type=int, help='validate every N epochs (default 10; demo 2)')
+    p.add_argument('--save_interval', type=int, help='keep epoch_NNN.ckpt every N epochs (default 10, 0: none)')
+    p.add_argument('--save_checkpoint_steps', type=int,
+                   help='also refresh last.ckpt every N steps (default 0: at epoch ends)')
+    p.add_argument('--flip_test', '--flip', dest='flip_test', type=str2bool, metavar='true|false',
+                   help='validate with flip test (default true)')
+    p.add_argument('--seed', type=int, help='seed of weights, data order and augmentation (default 0)')
+    p.add_argument('--workers', type=int, help='data loading threads (default 1, fastest on 2 cores)')
+    p.add_argument('--pretrained', help='start from these weights (file, published name or URL); another '
+                                        'joint count re-initialises only the final layer')
+    p.add_argument('--load_ckpt', help='the earlier port\'s name for --pretrained')
+    p.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
+                   help='continue a run exactly (default: <checkpoint_path>/last.ckpt)')
+    p.add_argument('--device_target', choices=('CPU', 'GPU', 'Ascend'))
+    p.add_argument('--amp_level', choices=('O0', 'O2', 'O3'), help='mixed precision on GPU/Ascend (default O0)')
+    p.add_argument('--progress', type=str2bool, metavar='true|false', help='progress bar (default true)')
+    args = p.parse_args(argv)
+    if args.load_ckpt and args.pretrained:
+        p.error('give --pretrained or --load_ckpt, not both')
+    return args
+
+
+def config_from_args(args):
+    """The TrainConfig the arguments describe (flags not given keep the dataset's defaults)."""
+    from litehrnet.engine.config import make_config
+    return make_config(
+        args.dataset, model_type=args.model_type, input_size_hw=args.target_res, data_root=args.data_root,
+        meta=args.meta, output_dir=args.checkpoint_path, epochs=args.epochs, batch_size=args.train_batch,
+        lr=args.lr, milestones=args.lr_steps, warmup_iters=args.warmup_iters, val_interval=args.val_interval,
+        save_interval=args.save_interval, save_checkpoint_steps=args.save_checkpoint_steps,
+        flip_test=args.flip_test, seed=args.seed, workers=args.workers,
+        pretrained=args.pretrained or args.load_ckpt, resume=args.resume, device_target=args.device_target,
+        amp_level=args.amp_level, progress=args.progress)
+
+
+def _one_line(error):
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from litehrnet.engine.trainer import TrainingStopped, train
+    try:
+        train(config_from_args(args))
+    except TrainingStopped as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, OSError) as e:  # CheckpointError, ModelTypeError, AnnotationError: ValueErrors
+        print(f"train.py: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
