@@ -93,14 +93,19 @@ def dataset_splits(config):
         root = Path(config.data_root)
         if not root.is_dir():
             raise ValueError(f"{root}: data folder not found")
-    return (*split_files(config.dataset, root, 'train'), *split_files(config.dataset, root, 'val'))
+    val_ann, val_img = split_files(config.dataset, root, 'val')
+    if not val_ann.is_file():
+        raise ValueError(f"{val_ann}: validation annotation file not found")
+    return (*split_files(config.dataset, root, 'train'), val_ann, val_img)
 
 
-def weights_fingerprint(net, trainable_only=True):
-    """sha256 of the network's parameters in name order (ranks of a data-parallel run must agree)."""
+def weights_fingerprint(net):
+    """sha256 of the trainable parameters in name order: the ranks of a data-parallel run must agree.
+
+    (BatchNorm running statistics are per rank, as in mmpose's distributed training; rank 0's are saved.)
+    """
     digest = hashlib.sha256()
-    params = net.trainable_params() if trainable_only else net.get_parameters()
-    for p in sorted(params, key=lambda q: q.name):
+    for p in sorted(net.trainable_params(), key=lambda q: q.name):
         digest.update(p.name.encode())
         digest.update(np.ascontiguousarray(p.asnumpy()).tobytes())
     return digest.hexdigest()
@@ -159,15 +164,11 @@ class Trainer:
                     num_samples=len(self.train_set), best_ap=float(self.best['AP']), best_epoch=self.best['epoch'],
                     epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1])
 
-    def _resume_path(self):
-        path = self.out / 'last.ckpt' if self.cfg.resume in ('auto', 'true', 'last') else Path(self.cfg.resume)
+    def _resume(self):
+        """Load the weights and counters of the checkpoint to resume; returns (its path, its training state)."""
+        path = self.out / 'last.ckpt' if self.cfg.resume == 'auto' else Path(self.cfg.resume)
         if not path.is_file():
             raise CheckpointError(f"{path}: no checkpoint to resume from")
-        return path
-
-    def _resume(self):
-        """Load weights, optimizer state and counters of the resumed checkpoint; returns its step."""
-        path = self._resume_path()
         weights, state = read_training_checkpoint(path)
         expected = dict(seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
                         num_samples=len(self.train_set))
@@ -177,13 +178,13 @@ class Trainer:
                 raise CheckpointError(f"{path}: was trained with {key} {saved}, this run has {value}; "
                                       f"resuming exactly needs the same data order")
         load_weights(self.net, weights, source=str(path))
-        step = int(state['step'])
+        self.step = int(state['step'])
         self.best = dict(AP=float(state['best_ap']), epoch=int(state['best_epoch']))
         self.epoch_loss = [float(state['epoch_loss_sum']), int(state['epoch_loss_count'])]
         history = self.out / 'history.json'
         if history.is_file():
-            self.history = [r for r in json.loads(history.read_text()) if r['step'] <= step]
-        return path, state, step
+            self.history = [r for r in json.loads(history.read_text()) if r['step'] <= self.step]
+        return path, state
 
     # --- outputs ------------------------------------------------------------------------------------
     def _save(self, name, with_state=True):
@@ -252,13 +253,12 @@ class Trainer:
         """Train from scratch, from pretrained weights, or on from a checkpoint; returns the final metrics."""
         cfg = self.cfg
         resumed = self._resume() if cfg.resume else None
-        self._build(resumed[2] if resumed else 0)
+        self._build(self.step)
         if resumed:
-            restore_optimizer(self.optimizer, resumed[1], resumed[0])
-            self.step = resumed[2]
-            self.last_saved = (resumed[0], self.step)
-            self.log.info(f"resumed from {resumed[0]} at step {self.step} "
-                          f"(epoch {self.step // self.steps_per_epoch + 1})")
+            path, state = resumed
+            restore_optimizer(self.optimizer, state, path)
+            self.last_saved = (path, self.step)
+            self.log.info(f"resumed from {path} at step {self.step} (epoch {self.step // self.steps_per_epoch + 1})")
         if self.main:
             settings = dict(dataclasses.asdict(cfg), val_ann=str(self.val_ann), num_joints=self.info.num_joints)
             (self.out / 'config.json').write_text(json.dumps(settings, indent=1, default=str) + '\n')

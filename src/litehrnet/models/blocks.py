@@ -7,7 +7,7 @@ the iterative head. Each computes exactly what the official PyTorch code compute
 """
 from mindspore import nn, ops
 
-from .layers import (ConvModule, batch_norm, channel_shuffle, conv2d, depthwise_pointwise,
+from .layers import (ConvModule, batch_norm, channel_shuffle, conv2d, current_conv_impl, depthwise_pointwise,
                      upsample_bilinear_align_corners, upsample_nearest)
 
 
@@ -47,6 +47,7 @@ class CrossResolutionWeighting(nn.Cell):
         total = sum(channels)
         self.conv1 = ConvModule(total, int(total / reduce_ratio), 1, act="relu")
         self.conv2 = ConvModule(int(total / reduce_ratio), total, 1, act="sigmoid")
+        self.resize_by_broadcast = current_conv_impl() == "fast"
 
     def construct(self, xs):
         mini_h, mini_w = xs[-1].shape[2], xs[-1].shape[3]
@@ -61,7 +62,7 @@ class CrossResolutionWeighting(nn.Cell):
         for i, x in enumerate(xs):
             w = weights[:, start:start + self.channels[i]]
             start += self.channels[i]
-            out.append(x * upsample_nearest(w, (x.shape[2], x.shape[3])))
+            out.append(x * upsample_nearest(w, (x.shape[2], x.shape[3]), self.resize_by_broadcast))
         return out
 
 
@@ -153,11 +154,13 @@ class LiteHRModule(nn.Cell):
             for i in range(self.num_branches)
         ])
         self.relu = nn.ReLU()
+        self.resize_by_broadcast = current_conv_impl() == "fast"
 
     def _from(self, i, j, x):
         y = self.fuse_layers[i][j](x)
         if j > i:
-            y = upsample_nearest(y, (x.shape[2] * 2 ** (j - i), x.shape[3] * 2 ** (j - i)))
+            size = (x.shape[2] * 2 ** (j - i), x.shape[3] * 2 ** (j - i))
+            y = upsample_nearest(y, size, self.resize_by_broadcast)
         return y
 
     def construct(self, xs):

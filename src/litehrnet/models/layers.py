@@ -91,8 +91,18 @@ def channel_shuffle(x, groups=2):
     return x.reshape(n, c, h, w)
 
 
-def upsample_nearest(x, size):
-    """Nearest-neighbour resize to ``size`` = (h, w) with the primitive that exports to ONNX."""
+def upsample_nearest(x, size, by_broadcast=False):
+    """Nearest-neighbour resize to ``size`` = (h, w).
+
+    By default the ResizeNearestNeighbor primitive, which exports to ONNX. ``by_broadcast`` (the CPU
+    fast path) repeats each pixel with a broadcast and a reshape instead: the same values for integer
+    factors, and a backward that is a plain sum (the primitive's gradient kernel is slow on CPU).
+    """
+    n, c, h, w = x.shape
+    fh, fw = size[0] // h, size[1] // w
+    if by_broadcast and fh * h == size[0] and fw * w == size[1]:
+        x = ops.broadcast_to(x.reshape(n, c, h, 1, w, 1), (n, c, h, fh, w, fw))
+        return x.reshape(n, c, size[0], size[1])
     return ops.ResizeNearestNeighbor(size)(x)
 
 
