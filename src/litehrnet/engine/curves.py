@@ -8,8 +8,10 @@ _INK, _GRID = (40, 40, 40), (225, 225, 225)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _ticks(lo, hi, count=5):
-    return np.linspace(lo, hi, count)
+def _ticks(lo, hi, count=5, integer=False):
+    """About `count` tick values from lo to hi (whole numbers when `integer`)."""
+    ticks = np.linspace(lo, hi, count)
+    return np.unique(np.round(ticks)) if integer else ticks
 
 
 def _panel(title, xs, ys, colour, y_range=None):
@@ -32,7 +34,7 @@ def _panel(title, xs, ys, colour, y_range=None):
         p = to_px(x_lo, y)
         cv2.line(image, (left, p[1]), (w - right, p[1]), _GRID, 1)
         cv2.putText(image, f"{y:.3g}", (4, p[1] + 4), _FONT, 0.38, _INK, 1, cv2.LINE_AA)
-    for x in _ticks(x_lo, x_hi):
+    for x in _ticks(x_lo, x_hi, min(6, int(x_hi - x_lo) + 1), integer=True):
         p = to_px(x, y_lo)
         cv2.putText(image, f"{x:.0f}", (p[0] - 8, h - bottom + 16), _FONT, 0.38, _INK, 1, cv2.LINE_AA)
     cv2.rectangle(image, (left, top), (w - right, h - bottom), _INK, 1)
@@ -40,7 +42,7 @@ def _panel(title, xs, ys, colour, y_range=None):
     points = [to_px(x, y) for x, y in zip(xs, ys)]
     if len(points) > 1:
         cv2.polylines(image, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
-    for p in points:
+    for p in points if len(points) <= 40 else []:  # markers only while they stay apart
         cv2.circle(image, p, 3, colour, -1, cv2.LINE_AA)
     return image
 

@@ -47,7 +47,7 @@ class CrossResolutionWeighting(nn.Cell):
         total = sum(channels)
         self.conv1 = ConvModule(total, int(total / reduce_ratio), 1, act="relu")
         self.conv2 = ConvModule(int(total / reduce_ratio), total, 1, act="sigmoid")
-        self.resize_by_broadcast = current_conv_impl() == "fast"
+        self.resize_by_matmul = current_conv_impl() == "fast"
 
     def construct(self, xs):
         mini_h, mini_w = xs[-1].shape[2], xs[-1].shape[3]
@@ -62,7 +62,7 @@ class CrossResolutionWeighting(nn.Cell):
         for i, x in enumerate(xs):
             w = weights[:, start:start + self.channels[i]]
             start += self.channels[i]
-            out.append(x * upsample_nearest(w, (x.shape[2], x.shape[3]), self.resize_by_broadcast))
+            out.append(x * upsample_nearest(w, (x.shape[2], x.shape[3]), self.resize_by_matmul))
         return out
 
 
@@ -154,13 +154,13 @@ class LiteHRModule(nn.Cell):
             for i in range(self.num_branches)
         ])
         self.relu = nn.ReLU()
-        self.resize_by_broadcast = current_conv_impl() == "fast"
+        self.resize_by_matmul = current_conv_impl() == "fast"
 
     def _from(self, i, j, x):
         y = self.fuse_layers[i][j](x)
         if j > i:
             size = (x.shape[2] * 2 ** (j - i), x.shape[3] * 2 ** (j - i))
-            y = upsample_nearest(y, size, self.resize_by_broadcast)
+            y = upsample_nearest(y, size, self.resize_by_matmul)
         return y
 
     def construct(self, xs):

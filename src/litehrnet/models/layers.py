@@ -91,18 +91,25 @@ def channel_shuffle(x, groups=2):
     return x.reshape(n, c, h, w)
 
 
-def upsample_nearest(x, size, by_broadcast=False):
+def nearest_matrix(n_in, n_out):
+    """(n_out, n_in) 0/1 matrix of nearest-neighbour resizing along one axis (source floor(i * in / out))."""
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.arange(n_out), (np.arange(n_out) * n_in) // n_out] = 1.0
+    return m
+
+
+def upsample_nearest(x, size, by_matmul=False):
     """Nearest-neighbour resize to ``size`` = (h, w).
 
-    By default the ResizeNearestNeighbor primitive, which exports to ONNX. ``by_broadcast`` (the CPU
-    fast path) repeats each pixel with a broadcast and a reshape instead: the same values for integer
-    factors, and a backward that is a plain sum (the primitive's gradient kernel is slow on CPU).
+    By default the ResizeNearestNeighbor primitive, which exports to ONNX. ``by_matmul`` (the CPU
+    fast path) uses two fixed 0/1 matrix products instead: bit-identical values (every output copies
+    one input), and a forward and backward that run on fast matrix kernels (the primitive's gradient
+    kernel is slow on CPU).
     """
-    n, c, h, w = x.shape
-    fh, fw = size[0] // h, size[1] // w
-    if by_broadcast and fh * h == size[0] and fw * w == size[1]:
-        x = ops.broadcast_to(x.reshape(n, c, h, 1, w, 1), (n, c, h, fh, w, fw))
-        return x.reshape(n, c, size[0], size[1])
+    if by_matmul:
+        rows = Tensor(nearest_matrix(x.shape[2], size[0]))
+        cols = Tensor(nearest_matrix(x.shape[3], size[1]).T)
+        return ops.matmul(ops.matmul(rows, x), cols)
     return ops.ResizeNearestNeighbor(size)(x)
 
 
