@@ -5,11 +5,11 @@ pixels. The boxes then go through the same centre/scale/aspect handling as evalu
 (`preprocess_box`: aspect fixed to the input's, padded 1.25x), never a plain resize, so the whole
 image as one box is exactly mmpose's top-down demo without a detector.
 """
-import json
 from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
+from .fileio import read_json
 
 PERSON_CATEGORY = 1
 
@@ -82,12 +82,7 @@ class BoxFile:
     def __init__(self, path, bbox_thr=0.3):
         path = Path(path)
         self.description = f'box file {path.name} (score > {bbox_thr:g})'
-        if not path.is_file():
-            raise ValueError(f"{path}: box file not found")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+        data = read_json(path, "box file")
         try:
             self.by_key = self._by_name(data) if isinstance(data, dict) else self._by_image_id(data)
             self.by_key = {k: _as_arrays([r for r in rows if r[4] > bbox_thr]) for k, rows in self.by_key.items()}

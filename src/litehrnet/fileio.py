@@ -35,3 +35,14 @@ def write_json_atomic(path, obj, **kwargs):
     """Write ``obj`` as JSON to ``path`` atomically (NaN refused unless allow_nan is given)."""
     kwargs.setdefault("allow_nan", False)
     return write_text_atomic(path, json.dumps(obj, **kwargs))
+
+
+def read_json(path, what="file", error=ValueError):
+    """Parse a JSON file; a missing or malformed file raises ``error`` in one line naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None

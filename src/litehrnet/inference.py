@@ -25,6 +25,7 @@ from .data.transforms import PIXEL_STD, clean_coco_box, preprocess, preprocess_b
 from .evaluation import (bbox_size, coco_keypoint_eval, epe, load_results, mre, pck, pckh,
                          rescore_and_nms, sdr, write_results_json)
 from .evaluation.pckh import GROUPS, load_mpii_gt
+from .fileio import read_json, write_json_atomic
 
 BOX_SOURCES = {
     'gt': 'ground-truth boxes (the earlier MindSpore port\'s protocol; not comparable to published numbers)',
@@ -226,12 +227,7 @@ def detector_person_records(bbox_file, coco, cat_id=1):
     zero width or height are ignored and counted.
     """
     path = Path(bbox_file)
-    if not path.is_file():
-        raise ValueError(f"{path}: detection (bbox) file not found")
-    try:
-        dets = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    dets = read_json(path, "detection (bbox) file")
     if not isinstance(dets, list):
         raise ValueError(f"{path}: expected a JSON list of detections, got {type(dets).__name__}")
     jobs, ignored = defaultdict(list), 0
@@ -271,7 +267,7 @@ def _landmark_metrics(records, pck_thresholds, sdr_thresholds):
 
 
 def _write_json(path, obj):
-    Path(path).write_text(json.dumps(obj, indent=2) + '\n')
+    write_json_atomic(path, obj, indent=2, allow_nan=True)  # a metric may be undefined (NaN)
 
 
 def _skip_summary(skipped):
@@ -358,12 +354,7 @@ def mpii_center_scale(center, scale):
 def _load_mpii_annotations(ann_file):
     """mmpose-style MPII annotations: a JSON list of {image, center, scale, ...}; one-line errors."""
     path = Path(ann_file)
-    if not path.is_file():
-        raise ValueError(f"{path}: annotation file not found")
-    try:
-        anns = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    anns = read_json(path, "annotation file")
     if not isinstance(anns, list) or not all(isinstance(a, dict) and {'image', 'center', 'scale'} <= set(a)
                                              for a in anns):
         raise ValueError(f"{path}: expected a JSON list of {{image, center, scale}} objects (mmpose's MPII format)")

@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from .nms import oks_nms, soft_oks_nms
-from ..fileio import write_text_atomic
+from ..fileio import read_json, write_text_atomic
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 RESULT_FIELDS = ("image_id", "category_id", "keypoints", "score")
@@ -97,12 +97,7 @@ def _check_result(path, i, r, image_ids, num_joints):
 def load_results(path, coco_gt, num_joints):
     """Read and validate a keypoint results file against the annotations (one-line ValueError naming it)."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: results file not found")
-    try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    results = read_json(path, "results file")
     if not isinstance(results, list):
         raise ValueError(f"{path}: expected a JSON list of results, got {type(results).__name__}")
     image_ids = set(_as_coco(coco_gt).getImgIds())
