@@ -9,13 +9,13 @@ override). MPII (mmpose layout): DIR/annotations/mpii_val.json, DIR/annotations/
 DIR/images/. Without --bbox_file, COCO uses ground-truth boxes (the earlier MindSpore port's protocol);
 the published numbers use detector boxes. Bad input exits with code 2 and one line on stderr.
 """
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
+from litehrnet.cli import ArgParser, number_list, resolution, run_main, set_context, str2bool  # noqa: E402
 
 LAYOUTS = {  # dataset: (annotation file, image folder) under --data_root
     'coco': ('annotations/person_keypoints_val2017.json', 'val2017'),
@@ -28,41 +28,8 @@ class UsageError(ValueError):
     """Bad command-line input."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """argparse errors as one line, exit code 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def str2bool(value):
-    """'true'/'false' (also yes/no, 1/0) as a real bool: `--flip_test false` means False."""
-    v = value.strip().lower()
-    if v in ('true', 'yes', '1', 'on'):
-        return True
-    if v in ('false', 'no', '0', 'off'):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def resolution(value):
-    """'HxW' (height x width, e.g. 256x192) -> (H, W)."""
-    try:
-        h, w = (int(v) for v in value.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 256x192, got {value!r}") from None
-    return h, w
-
-
-def floats(value):
-    """'2,2.5,3' -> (2.0, 2.5, 3.0)."""
-    try:
-        return tuple(float(v) for v in value.split(',') if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
-
-
 def parse_args(argv=None):
-    p = _Parser(prog='eval.py', description=__doc__.splitlines()[0])
+    p = ArgParser(prog='eval.py', description=__doc__.splitlines()[0])
     p.add_argument('--model_type', help='litehrnet_18, litehrnet_30, naive_litehrnet_18, wider_naive_litehrnet_18 '
                                         '(or an alias, or an architecture .json/.yaml)')
     p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; MPII 256x256)')
@@ -82,8 +49,8 @@ def parse_args(argv=None):
     p.add_argument('--mode', choices=('graph', 'pynative'), default='graph', help='MindSpore execution mode')
     p.add_argument('--results_json', help='score this COCO results file against --ann_file (no model is built)')
     p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
-    p.add_argument('--pck_thresholds', type=floats, default=(0.05, 0.1, 0.2), help='custom: PCK thresholds')
-    p.add_argument('--sdr_thresholds', type=floats, default=(), help='custom: MRE and SDR at these pixel radii')
+    p.add_argument('--pck_thresholds', type=number_list(float), default=(0.05, 0.1, 0.2), help='custom: PCK thresholds')
+    p.add_argument('--sdr_thresholds', type=number_list(float), default=(), help='custom: MRE and SDR at these pixel radii')
     p.add_argument('--mpii_gt', help='MPII: mpii_gt_val.mat (default: beside the annotation file)')
     p.add_argument('--mean01_thr', type=float, default=0.1,
                    help='MPII: threshold of Mean@0.1 (0.11 reproduces the official README, an old mmpose bug)')
@@ -104,16 +71,6 @@ def dataset_paths(args):
     if img_dir is not None and not args.results_json and not Path(img_dir).is_dir():
         raise UsageError(f"{img_dir}: image folder not found")
     return ann_file, img_dir
-
-
-def set_context(device_target, mode):
-    """MindSpore device and execution mode (GRAPH by default)."""
-    import mindspore as ms
-    try:
-        ms.set_device(device_target)
-    except RuntimeError as e:
-        raise UsageError(f"device {device_target} is not available: {str(e).strip().splitlines()[0]}") from None
-    ms.set_context(mode=ms.GRAPH_MODE if mode == 'graph' else ms.PYNATIVE_MODE)
 
 
 def run(args):
@@ -144,21 +101,19 @@ def run(args):
                          soft_nms=args.soft_nms, keypoint_info=info, **common, **landmarks)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        metrics = run(args)
-    except (ValueError, KeyError) as e:  # CheckpointError and ModelTypeError are ValueErrors
-        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"eval.py: error: {message.strip().splitlines()[0] if message.strip() else type(e).__name__}",
-              file=sys.stderr)
-        return 2
+def report(args):
+    """Evaluate, then print the notes, the summary line and where the metrics are."""
     from litehrnet.inference import summary_line
+    metrics = run(args)
     for note in metrics.get('keypoint_set_notes', []):
         print(f"note: {note}")
     print(summary_line(metrics))
     print(f"metrics written to {Path(args.output_path) / 'metrics.json'}")
     return 0
+
+
+def main(argv=None):
+    return run_main('eval.py', report, parse_args(argv))
 
 
 if __name__ == '__main__':

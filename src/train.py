@@ -11,50 +11,17 @@ batch 64, validation every 10 epochs); --dataset demo has its own small preset. 
 custom (and demo): annotations/{train,val}.json, images/. Bad input exits with code 2 and one line
 on stderr; a NaN/Inf loss stops training with exit code 1, keeping the last good checkpoint.
 """
-import argparse
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """argparse errors as one line, exit code 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def str2bool(value):
-    """'true'/'false' (also yes/no, 1/0, on/off) as a real bool: `--flip_test false` means False."""
-    v = value.strip().lower()
-    if v in ('true', 'yes', '1', 'on'):
-        return True
-    if v in ('false', 'no', '0', 'off'):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def resolution(value):
-    """'HxW' (height x width, e.g. 256x192) -> (H, W)."""
-    try:
-        h, w = (int(v) for v in value.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 256x192, got {value!r}") from None
-    return h, w
-
-
-def ints(value):
-    """'170,200' -> (170, 200)."""
-    try:
-        return tuple(int(v) for v in value.split(',') if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+from litehrnet.cli import ArgParser, number_list, resolution, run_main, str2bool  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = _Parser(prog='train.py', description=__doc__.splitlines()[0])
+    p = ArgParser(prog='train.py', description=__doc__.splitlines()[0])
     p.add_argument('--model_type', help='litehrnet_18 (coco/custom default), litehrnet_30, naive_litehrnet_18, '
                                         'wider_naive_litehrnet_18, an alias, or an architecture .json/.yaml')
     p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; demo 128x96)')
@@ -63,10 +30,10 @@ def parse_args(argv=None):
                                        '<checkpoint_path>/demo_data)')
     p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
     p.add_argument('--checkpoint_path', default='output', help='output folder: checkpoints, logs, metrics')
-    p.add_argument('--epochs', type=int, help='default 210 (demo 6)')
+    p.add_argument('--epochs', type=int, help='default 210 (demo 10)')
     p.add_argument('--train_batch', type=int, help='batch size per device (default 64; demo 16)')
     p.add_argument('--lr', type=float, help='Adam learning rate (default 2e-3; demo 4e-3)')
-    p.add_argument('--lr_steps', type=ints, help='epochs where the rate drops x0.1 (default 170,200 scaled to '
+    p.add_argument('--lr_steps', type=number_list(int), help='epochs where the rate drops x0.1 (default 170,200 scaled to '
                                                  '--epochs)')
     p.add_argument('--warmup_iters', type=int, help='linear warm-up steps (default 500; demo 100)')
     p.add_argument('--val_interval', type=int, help='validate every N epochs (default 10; demo 2)')
@@ -104,23 +71,19 @@ def config_from_args(args):
         amp_level=args.amp_level, progress=args.progress)
 
 
-def _one_line(error):
-    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
-    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
-
-
-def main(argv=None):
-    args = parse_args(argv)
+def run(args):
+    """Train as the arguments say; a stopped run (NaN loss) exits with code 1 and one line."""
     from litehrnet.engine.trainer import TrainingStopped, train
     try:
         train(config_from_args(args))
     except TrainingStopped as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 1
-    except (ValueError, KeyError, OSError) as e:  # CheckpointError, ModelTypeError, AnnotationError: ValueErrors
-        print(f"train.py: error: {_one_line(e)}", file=sys.stderr)
-        return 2
     return 0
+
+
+def main(argv=None):
+    return run_main('train.py', run, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -22,6 +22,8 @@ from litehrnet.engine.schedule import scaled_milestones, step_lr
 from litehrnet.engine.state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
 
 TINY_DATA = {'train': 24, 'val': 4}  # about 40 training persons
+TINY = dict(stem_channels=16, stages=[  # the smallest useful Lite-HRNet: fast tests
+    dict(num_modules=1, num_branches=b, num_blocks=1, num_channels=[8, 16, 32, 64][:b]) for b in (2, 3, 4)])
 
 
 def test_joints_mse_loss_is_the_weighted_mean_without_half():
@@ -74,7 +76,7 @@ def test_cli_flags_are_typed():
 
 
 def test_training_checkpoint_round_trip_and_plain_loading(tmp_path):
-    net = create_model(DEMO_MODEL, num_joints=5)
+    net = create_model(TINY, num_joints=5)
     opt = nn.Adam(net.trainable_params(), learning_rate=1e-3)
     opt.moment1[0].set_data(ms.Tensor(np.full(opt.moment1[0].shape, 0.25, np.float32)))
     opt.global_step.set_data(ms.Tensor(np.array([7], np.int32)))
@@ -85,7 +87,7 @@ def test_training_checkpoint_round_trip_and_plain_loading(tmp_path):
     fresh = nn.Adam(net.trainable_params(), learning_rate=1e-3)
     restore_optimizer(fresh, state, path)
     assert float(fresh.moment1[0].asnumpy().flat[0]) == 0.25 and int(fresh.global_step.asnumpy()[0]) == 7
-    load_checkpoint(create_model(DEMO_MODEL, num_joints=5), path)  # a plain strict load ignores train_state.*
+    load_checkpoint(create_model(TINY, num_joints=5), path)  # a plain strict load ignores train_state.*
     with pytest.raises(ValueError, match='no training state'):
         read_training_checkpoint(save_training_checkpoint(tmp_path / 'w.ckpt', net))
 
@@ -105,7 +107,7 @@ def tiny_data(tmp_path_factory):
     """A small demo set in the custom layout, and the tiny architecture as a .json file."""
     root = tmp_path_factory.mktemp('tiny')
     ensure_demo_dataset(root / 'data', TINY_DATA)
-    (root / 'tiny.json').write_text(json.dumps(DEMO_MODEL))
+    (root / 'tiny.json').write_text(json.dumps(TINY))
     return root
 
 
@@ -189,7 +191,7 @@ def test_real_coco_tiny_training_lowers_the_loss(tmp_path):
     for split in ('train', 'val'):
         shutil.copy(src / 'test_coco.json', root / 'annotations' / f'{split}.json')
     os.symlink(src, root / 'images')
-    (tmp_path / 'tiny.json').write_text(json.dumps(DEMO_MODEL))
+    (tmp_path / 'tiny.json').write_text(json.dumps(TINY))
     out = tmp_path / 'out'
     result = run_script(['src/train.py', '--dataset', 'custom', '--data_root', str(root), '--model_type',
                          str(tmp_path / 'tiny.json'), '--target_res', '128x96', '--train_batch', '4',
@@ -197,7 +199,7 @@ def test_real_coco_tiny_training_lowers_the_loss(tmp_path):
                          '--checkpoint_path', str(out), '--progress', 'false'])
     assert result.returncode == 0, result.stderr[-2000:]
     losses = [r['loss'] for r in json.loads((out / 'history.json').read_text())]
-    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4]), losses
+    assert np.mean(losses[-4:]) < 0.85 * np.mean(losses[:4]), losses  # measured: 0.76
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ sorted path order (a video's frame index + 1), listed with their file names in `
 beside the skipped files and the settings. Nothing is written into the input: an output folder
 that is, contains or lies inside the input folder is refused.
 """
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from .detection import BoxFile
 from .drawing import draw_poses
 from .evaluation import rescore, write_results_json
 from .inference import read_image_rgb
+from .fileio import write_json_atomic
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.webm')
@@ -63,7 +63,7 @@ def plan_inputs(in_path, out_dir, recursive=False):
 
 
 def _write_json(path, obj):
-    Path(path).write_text(json.dumps(obj) + '\n')
+    write_json_atomic(path, obj, allow_nan=True)
 
 
 def _warn(message):

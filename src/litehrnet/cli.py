@@ -29,6 +29,16 @@ def resolution(value):
     return h, w
 
 
+def number_list(kind):
+    """An argparse type for comma-separated numbers: '170,200' -> (170, 200) with kind=int."""
+    def parse(value):
+        try:
+            return tuple(kind(v) for v in value.split(',') if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+    return parse
+
+
 def set_context(device_target, mode='graph'):
     """MindSpore device and execution mode; ValueError when the device is not available."""
     import mindspore as ms

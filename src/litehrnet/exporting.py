@@ -5,7 +5,6 @@ exported model can be used without any flip logic around it. Files are written u
 name and renamed, and a JSON description (input size, batch size, keypoint set, whether the flip
 test is inside) is written beside the model for `runners` and `src/infer.py`.
 """
-import json
 import os
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from mindspore import nn, ops
 
 from .data.keypoints import flip_indices
 from .runners import export_meta_path
+from .fileio import write_json_atomic
 
 SUFFIXES = {'MINDIR': '.mindir', 'ONNX': '.onnx'}
 
@@ -42,18 +42,6 @@ def output_path(path, file_format):
     path = Path(path)
     suffix = SUFFIXES[file_format]
     return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
-
-
-def _atomic_write_text(path, text):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def export_network(net, input_size_hw, batch_size, file_format, path, keypoint_info, flip_test=False,
@@ -88,5 +76,5 @@ def export_network(net, input_size_hw, batch_size, file_format, path, keypoint_i
     meta = dict(description or {}, file_format=file_format, input_size=list(input_size_hw),
                 batch_size=int(batch_size), num_joints=keypoint_info.num_joints, keypoints=keypoint_info.name,
                 flip_test=bool(flip_test), mindspore_version=ms.__version__)
-    _atomic_write_text(export_meta_path(path), json.dumps(meta, indent=2) + '\n')
+    write_json_atomic(export_meta_path(path), meta, indent=2)
     return path

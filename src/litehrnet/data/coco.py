@@ -6,7 +6,6 @@ the augmented crop, its Gaussian heatmaps and joint weights. All randomness of s
 `epoch` comes from `np.random.default_rng((seed, epoch, index))`, so training is reproducible and
 resumable at any step, whatever the worker count or shard.
 """
-import json
 import logging
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..codec import codec_for
+from ..fileio import read_json
 from .keypoints import COCO_17, from_coco_category
 from .transforms import TopDownTrainTransform, affine_points, box_to_center_scale, clean_coco_box, \
     get_affine_transform, normalize, warp_crop
@@ -43,12 +43,7 @@ def split_files(layout, data_root, split):
 def load_annotation_file(ann_file):
     """The parsed JSON of a COCO-format annotation file (one-line AnnotationError when missing or broken)."""
     path = Path(ann_file)
-    if not path.is_file():
-        raise AnnotationError(f"{path}: annotation file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AnnotationError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    data = read_json(path, "annotation file", error=AnnotationError)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list)
                                              for k in ('images', 'annotations', 'categories')):
         raise AnnotationError(f"{path}: not a COCO annotation file (needs lists 'images', 'annotations', "

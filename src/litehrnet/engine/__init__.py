@@ -1,1 +1,1 @@
-"""engine"""
+"""Training: the loss, the learning-rate schedule, checkpoints that resume exactly, and the training loop."""

@@ -32,6 +32,7 @@ from .curves import draw_curves
 from .loss import JointsMSELoss, NetWithLoss
 from .schedule import step_lr
 from .state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
+from ..fileio import write_json_atomic
 
 LOSS_SCALE = 1024.0  # static loss scale of mixed-precision training (GPU/Ascend)
 
@@ -198,7 +199,7 @@ class Trainer:
             save_training_checkpoint(path, self.net)
 
     def _write_history(self):
-        (self.out / 'history.json').write_text(json.dumps(self.history, indent=1) + '\n')
+        write_json_atomic(self.out / 'history.json', self.history, indent=1, allow_nan=True)
         draw_curves(self.out / 'curves.png', self.history)
 
     def validate(self, epoch):
@@ -246,7 +247,7 @@ class Trainer:
         else:
             good = "no checkpoint had been written yet"
         raise TrainingStopped(f"loss is {loss} at epoch {epoch}, step {self.step}: training stopped; {good}. "
-                              f"Lower --lr or check the data")
+                              f"Lower the learning rate or check the data")
 
     # --- the loop -----------------------------------------------------------------------------------
     def run(self):
@@ -261,7 +262,7 @@ class Trainer:
             self.log.info(f"resumed from {path} at step {self.step} (epoch {self.step // self.steps_per_epoch + 1})")
         if self.main:
             settings = dict(dataclasses.asdict(cfg), val_ann=str(self.val_ann), num_joints=self.info.num_joints)
-            (self.out / 'config.json').write_text(json.dumps(settings, indent=1, default=str) + '\n')
+            write_json_atomic(self.out / 'config.json', settings, indent=1, default=str)
         self._log_start()
         batch_images = cfg.batch_size * self.group_size
         batches = self.data.create_tuple_iterator(num_epochs=1) if self.step < self.total_steps else []
@@ -308,13 +309,14 @@ class Trainer:
     def _finish(self):
         if self.main and self.final_metrics is None:  # resumed after the last epoch: validate once more
             self.final_metrics = dict(self.validate(self.cfg.epochs), epoch=self.cfg.epochs)
-        for summary in filter(None, [self.train_set.skip_summary()]):
-            self.log.warning(summary)
+        skipped = self.train_set.skip_summary()
+        if skipped:
+            self.log.warning(skipped)
         self.log.info(f"weights fingerprint (trainable, sha256): {weights_fingerprint(self.net)}")
         if not self.main:
             return None
         metrics = dict(self.final_metrics, best_AP=self.best['AP'], best_epoch=self.best['epoch'])
-        (self.out / 'metrics.json').write_text(json.dumps(metrics, indent=2, default=str) + '\n')
+        write_json_atomic(self.out / 'metrics.json', metrics, indent=2, default=str, allow_nan=True)
         self.log.info(f"final validation AP {metrics['AP']:.4f} at epoch {metrics['epoch']}; best "
                       f"{self.best['AP']:.4f} at epoch {self.best['epoch']}; metrics in {self.out / 'metrics.json'}")
         return metrics
