@@ -169,6 +169,8 @@ def test_loss_falls_and_outputs_are_written(tiny_data, tmp_path):
         assert (out / name).is_file(), name
     import cv2
     assert cv2.imread(str(out / 'curves.png')).shape[0] > 100
+    examples = sorted((out / 'examples').glob('*.jpg'))
+    assert examples and cv2.imread(str(examples[0])) is not None  # validation images with predicted poses
     net = create_model(str(tiny_data / 'tiny.json'))
     load_checkpoint(net, out / 'best.ckpt')  # bare network, true names, strict
 

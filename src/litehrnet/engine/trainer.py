@@ -33,6 +33,7 @@ from .loss import JointsMSELoss, NetWithLoss
 from .schedule import step_lr
 from .state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
 from ..fileio import write_json_atomic
+from .examples import draw_examples
 
 LOSS_SCALE = 1024.0  # static loss scale of mixed-precision training (GPU/Ascend)
 
@@ -317,6 +318,9 @@ class Trainer:
             return None
         metrics = dict(self.final_metrics, best_AP=self.best['AP'], best_epoch=self.best['epoch'])
         write_json_atomic(self.out / 'metrics.json', metrics, indent=2, default=str, allow_nan=True)
+        examples = draw_examples(self.out / 'val' / 'results_keypoints.json', self.val_ann, self.val_img,
+                                 self.out / 'examples', self.info.skeleton)
+        self.log.info(f"{len(examples)} example pictures of the last validation in {self.out / 'examples'}")
         self.log.info(f"final validation AP {metrics['AP']:.4f} at epoch {metrics['epoch']}; best "
                       f"{self.best['AP']:.4f} at epoch {self.best['epoch']}; metrics in {self.out / 'metrics.json'}")
         return metrics
