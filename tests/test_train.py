@@ -165,7 +165,8 @@ def test_loss_falls_and_outputs_are_written(tiny_data, tmp_path):
     metrics = json.loads((out / 'metrics.json').read_text())
     assert {'AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'best_AP', 'best_epoch'} <= set(metrics)
     assert metrics['epoch'] == 4
-    for name in ('last.ckpt', 'best.ckpt', 'epoch_002.ckpt', 'epoch_004.ckpt', 'train.log', 'config.json'):
+    for name in ('last.ckpt', 'best.ckpt', 'epoch_002.ckpt', 'epoch_004.ckpt', 'train.log', 'config.json',
+                 'model.json'):
         assert (out / name).is_file(), name
     import cv2
     assert cv2.imread(str(out / 'curves.png')).shape[0] > 100

@@ -264,6 +264,8 @@ class Trainer:
         if self.main:
             settings = dict(dataclasses.asdict(cfg), val_ann=str(self.val_ann), num_joints=self.info.num_joints)
             write_json_atomic(self.out / 'config.json', settings, indent=1, default=str)
+            if self.net.model_type == 'custom':  # the architecture, usable as --model_type by eval/infer
+                write_json_atomic(self.out / 'model.json', self.net.config, indent=1)
         self._log_start()
         batch_images = cfg.batch_size * self.group_size
         batches = self.data.create_tuple_iterator(num_epochs=1) if self.step < self.total_steps else []
