@@ -19,12 +19,17 @@ def shared_path(*parts):
     return path
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _pynative():
-    """Unit tests build many networks: PYNATIVE avoids one graph compile per network."""
+    """Unit tests build many networks: PYNATIVE avoids one graph compile per network.
+
+    The previous mode is restored, so a test that switches to GRAPH mode in-process leaks nothing.
+    """
     import mindspore as ms
+    previous = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
     yield
+    ms.set_context(mode=previous)
 
 
 def run_script(args, timeout=600, env=None):

@@ -27,14 +27,6 @@ DEPTHWISE = [(1, 4, 8, 6, 1, False), (3, 5, 7, 9, 1, True), (1, 4, 8, 6, 2, Fals
 DENSE = [(1, 3, 32, 16, 12, 2, False), (3, 3, 8, 11, 9, 2, True), (2, 4, 6, 7, 8, 1, True)]
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 def _reference(cin, cout, stride, groups, bias):
     return nn.Conv2d(cin, cout, 3, stride=stride, pad_mode="pad", padding=1, group=groups, has_bias=bias,
                      weight_init=Normal(0.001), bias_init="zeros")

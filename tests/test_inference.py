@@ -31,14 +31,6 @@ MPII_FROM_COCO = [16, 14, 12, 11, 13, 15, (11, 12), (5, 6), (5, 6), 0, 10, 8, 6,
 pytestmark = pytest.mark.skipif(not ANN_FILE.is_file(), reason=f"shared test data not found: {TINY}")
 
 
-@pytest.fixture(autouse=True)
-def pynative():
-    previous = ms.get_context('mode')
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
-    ms.set_context(mode=previous)
-
-
 def _key(crop):
     return hashlib.sha1(np.ascontiguousarray(crop, dtype=np.float32).tobytes()).hexdigest()
 

@@ -9,12 +9,12 @@ every tensor of the network must be present with the right shape, and nothing el
 """
 import os
 import re
-import tempfile
 import zipfile
 
 import numpy as np
 import mindspore as ms
 
+from ..fileio import atomic_path
 from .formats import to_project_names
 
 
@@ -42,6 +42,14 @@ def _read_mindspore(path):
     return {k: v.asnumpy() for k, v in params.items()}
 
 
+def _read_torch(path):
+    from .pth_reader import read_pth  # imported lazily: only .pth files need it
+    try:
+        return read_pth(path)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def read_tensors(path):
     """All tensors of a checkpoint file as numpy arrays, keyed as stored (format chosen by content)."""
     path = os.fspath(path)
@@ -53,21 +61,11 @@ def read_tensors(path):
                 names = z.namelist()
         except zipfile.BadZipFile:
             raise CheckpointError(f"{path}: damaged zip archive (truncated download?)") from None
-        if any(n.endswith(".npy") for n in names):
-            return _read_npz(path)
-        from .pth_reader import read_pth
-        try:
-            return read_pth(path)
-        except ValueError as e:
-            raise CheckpointError(str(e)) from None
+        return _read_npz(path) if any(n.endswith(".npy") for n in names) else _read_torch(path)
     with open(path, "rb") as f:
         head = f.read(2)
     if head[:1] == b"\x80":  # a pickle stream: PyTorch's legacy (pre-1.6) format
-        from .pth_reader import read_pth
-        try:
-            return read_pth(path)
-        except ValueError as e:
-            raise CheckpointError(str(e)) from None
+        return _read_torch(path)
     return _read_mindspore(path)
 
 
@@ -165,19 +163,9 @@ def load_checkpoint(net, path_or_name, reset_head=False, verbose=True):
 
 def _atomic_save(save_obj, path, append_dict=None):
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     # MindSpore appends ".ckpt" to any other name, so the temporary name ends with it too.
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.ckpt", dir=folder)
-    os.close(fd)
-    os.remove(tmp)  # MindSpore creates the file itself
-    try:
+    with atomic_path(path, suffix=".tmp.ckpt") as tmp:
         ms.save_checkpoint(save_obj, tmp, append_dict=append_dict, crc_check=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -14,12 +14,12 @@ COCO person category (17 keypoints and skeleton), so every COCO tool reads it.
 """
 import fcntl
 import json
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..fileio import write_json_atomic
 from .keypoints import COCO_17
 
 VERSION = 2
@@ -197,9 +197,7 @@ def write_split(root, split, num_images, seed=0):
                 keypoints=[round(float(v), 2) for v in kpts.reshape(-1)]))
     data = dict(info=_info(num_images, seed), images=images, annotations=annotations, categories=[_category()])
     path = root / 'annotations' / f'{split}.json'
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # written last and atomically: its presence means the split is complete
+    write_json_atomic(path, data)  # written last and atomically: its presence means the split is complete
     return path
 
 

@@ -5,8 +5,9 @@ and 'area' (the padded box area: scale x 200 in both directions, as mmpose 0.13 
 """
 import numpy as np
 
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
-                        .87, .87, .89, .89]) / 10.0
+from ..data.keypoints import COCO_17
+
+COCO_SIGMAS = COCO_17.sigmas
 
 
 def oks_iou(g, d, a_g, a_d, sigmas=None, vis_thr=None):
