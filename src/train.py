@@ -1,15 +1,18 @@
-"""Train Lite-HRNet on COCO, the built-in demo set or a custom COCO-format keypoint set (thin CLI).
+"""Train Lite-HRNet on COCO, MPII, the built-in demo set or a custom COCO-format keypoint set (thin CLI).
 
     python src/train.py --dataset demo          # minutes on a CPU: a generated stick-figure set, AP rises
     python src/train.py --model_type litehrnet_18 --target_res 256x192 --dataset coco --data_root DIR
+    python src/train.py --model_type litehrnet_18 --dataset mpii --data_root DIR   # 256x256, PCKh
     python src/train.py --dataset custom --data_root DIR --pretrained litehrnet_18_coco_256x192
     python src/train.py ... --resume            # continue <checkpoint_path>/last.ckpt exactly
 
 Defaults are the official schedule (Adam 2e-3, 500-step warm-up, x0.1 at epochs 170 and 200 of 210,
-batch 64, validation every 10 epochs); --dataset demo has its own small preset. Layouts under
---data_root: coco: annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/;
-custom (and demo): annotations/{train,val}.json, images/. Bad input exits with code 2 and one line
-on stderr; a NaN/Inf loss stops training with exit code 1, keeping the last good checkpoint.
+batch 64, validation every 10 epochs); mpii: 256x256, batch 32, validation (PCKh) every 5 epochs;
+--dataset demo has its own small preset. Layouts under --data_root: coco:
+annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/; mpii (mmpose's):
+annotations/mpii_{train,val}.json, annotations/mpii_gt_val.mat, images/; custom (and demo):
+annotations/{train,val}.json, images/. Bad input exits with code 2 and one line on stderr; a NaN/Inf
+loss stops training with exit code 1, keeping the last good checkpoint.
 """
 import os
 import sys
@@ -22,21 +25,24 @@ from litehrnet.cli import ArgParser, number_list, resolution, run_main, str2bool
 
 def parse_args(argv=None):
     p = ArgParser(prog='train.py', description=__doc__.splitlines()[0])
-    p.add_argument('--model_type', help='litehrnet_18 (coco/custom default), litehrnet_30, naive_litehrnet_18, '
+    p.add_argument('--model_type', help='litehrnet_18 (coco/mpii/custom default), litehrnet_30, naive_litehrnet_18, '
                                         'wider_naive_litehrnet_18, an alias, or an architecture .json/.yaml')
-    p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; demo 128x96)')
-    p.add_argument('--dataset', choices=('coco', 'demo', 'custom'), default='coco')
+    p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; mpii 256x256; demo 128x96)')
+    p.add_argument('--dataset', choices=('coco', 'mpii', 'demo', 'custom'), default='coco',
+                   help='layout under --data_root: coco: annotations/person_keypoints_{train,val}2017.json, '
+                        '{train,val}2017/; mpii: annotations/mpii_{train,val}.json and mpii_gt_val.mat, images/ '
+                        '(validated with PCKh); custom, demo: annotations/{train,val}.json, images/')
     p.add_argument('--data_root', help='dataset folder (demo: where it is generated, default '
                                        '<checkpoint_path>/demo_data)')
     p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
     p.add_argument('--checkpoint_path', default='output', help='output folder: checkpoints, logs, metrics')
     p.add_argument('--epochs', type=int, help='default 210 (demo 10)')
-    p.add_argument('--train_batch', type=int, help='batch size per device (default 64; demo 16)')
+    p.add_argument('--train_batch', type=int, help='batch size per device (default 64; mpii 32; demo 16)')
     p.add_argument('--lr', type=float, help='Adam learning rate (default 2e-3; demo 4e-3)')
     p.add_argument('--lr_steps', type=number_list(int), help='epochs where the rate drops x0.1 (default 170,200 scaled to '
                                                  '--epochs)')
     p.add_argument('--warmup_iters', type=int, help='linear warm-up steps (default 500; demo 100)')
-    p.add_argument('--val_interval', type=int, help='validate every N epochs (default 10; demo 2)')
+    p.add_argument('--val_interval', type=int, help='validate every N epochs (default 10; mpii 5; demo 2)')
     p.add_argument('--save_interval', type=int, help='keep epoch_NNN.ckpt every N epochs (default 10, 0: none)')
     p.add_argument('--save_checkpoint_steps', type=int,
                    help='also refresh last.ckpt every N steps (default 0: at epoch ends)')

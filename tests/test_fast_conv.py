@@ -1,5 +1,6 @@
 """The fast CPU 3x3 convolutions equal nn.Conv2d: outputs, input and weight gradients, parameters."""
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -181,3 +182,64 @@ def test_graph_mode_in_subprocess():
     assert "GRAPH OK" in proc.stdout
     if AOT_MISSING is None:
         assert "'aot'" in proc.stdout
+
+
+def _fn_outputs(fn, args, r):
+    """fn(*args) and the gradients of sum(fn(*args) * r) w.r.t. every argument."""
+    grads = ms.grad(lambda *a: (fn(*a) * r).sum(), grad_position=tuple(range(len(args))))(*args)
+    return fn(*args).asnumpy(), [g.asnumpy() for g in grads]
+
+
+# (big, small) shapes: the fuse layers' x2 / x4 upsampling, odd sizes, and whole-channel scaling
+UPSAMPLE = [((2, 3, 8, 6), (2, 3, 4, 3)), ((1, 5, 12, 20), (1, 5, 3, 5)), ((2, 4, 7, 9), (2, 4, 1, 1)),
+            ((2, 16, 64, 48), (2, 16, 8, 6))]
+
+
+@pytest.mark.skipif(AOT_MISSING is not None, reason=f"C++ kernels unavailable: {AOT_MISSING}")
+@pytest.mark.parametrize("big,small", UPSAMPLE)
+def test_fused_upsample_ops_match_resize_then_combine(big, small):
+    """y + up(z) and y * up(z) in one C++ pass: values and both gradients equal resize-then-op in numpy."""
+    add, mul = fast_conv.upsample_ops("aot")
+    rng = np.random.default_rng(1)
+    y, r = (rng.standard_normal(big).astype(np.float32) for _ in range(2))
+    z = rng.standard_normal(small).astype(np.float32)
+    fh, fw = big[2] // small[2], big[3] // small[3]
+    up = z.repeat(fh, axis=2).repeat(fw, axis=3)
+
+    def block_sum(a):
+        return a.reshape(*small[:2], small[2], fh, small[3], fw).sum(axis=(3, 5))
+
+    out, (dy, dz) = _fn_outputs(add, (Tensor(y), Tensor(z)), Tensor(r))
+    np.testing.assert_array_equal(out, y + up)  # one float addition per element: bit-identical
+    np.testing.assert_array_equal(dy, r)
+    np.testing.assert_allclose(dz, block_sum(r), rtol=1e-5, atol=1e-5)
+    out, (dy, dz) = _fn_outputs(mul, (Tensor(y), Tensor(z)), Tensor(r))
+    np.testing.assert_array_equal(out, y * up)
+    np.testing.assert_array_equal(dy, r * up)
+    np.testing.assert_allclose(dz, block_sum(r * y), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(AOT_MISSING is not None, reason=f"C++ kernels unavailable: {AOT_MISSING}")
+def test_fused_upsample_ops_refuse_shapes_that_are_not_an_integer_upsampling():
+    add, _ = fast_conv.upsample_ops("aot")
+    with pytest.raises(RuntimeError):
+        add(Tensor(np.zeros((1, 2, 5, 6), np.float32)), Tensor(np.zeros((1, 2, 2, 3), np.float32))).asnumpy()
+
+
+def test_concat_shuffle_equals_concat_then_channel_shuffle():
+    from litehrnet.models.layers import concat_shuffle, split_halves
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal((2, 3, 4, 5)).astype(np.float32) for _ in range(2))
+    cat = np.concatenate([a, b], axis=1)
+    shuffled = cat.reshape(2, 2, 3, 4, 5).transpose(0, 2, 1, 3, 4).reshape(2, 6, 4, 5)  # ShuffleNet, groups 2
+    np.testing.assert_array_equal(concat_shuffle(Tensor(a), Tensor(b)).asnumpy(), shuffled)
+    first, second = split_halves(Tensor(cat))
+    np.testing.assert_array_equal(first.asnumpy(), a)
+    np.testing.assert_array_equal(second.asnumpy(), b)
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and (os.environ.get("CXX") or shutil.which("g++"))),
+                    reason="needs Linux and a C++ compiler")
+def test_kernels_build_and_pass_their_self_check_where_a_compiler_exists():
+    """A kernel that disagrees with numpy is never used (matmul fallback); here that must not happen."""
+    assert AOT_MISSING is None, AOT_MISSING

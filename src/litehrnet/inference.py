@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from .codec import codec_for, flip_back, keypoints_to_image, shift_heatmap
 from .data.keypoints import COCO_17, MPII_16, from_coco_category, get_keypoint_info
+from .data.mpii import default_gt_mat, load_mpii_annotations, mpii_center_scale
 from .data.transforms import PIXEL_STD, clean_coco_box, preprocess, preprocess_box
 from .evaluation import (bbox_size, coco_keypoint_eval, epe, load_results, mre, pck, pckh,
                          rescore_and_nms, sdr, write_results_json)
-from .evaluation.pckh import GROUPS, load_mpii_gt
+from .evaluation.pckh import GROUPS
 from .fileio import read_json, write_json_atomic
 
 BOX_SOURCES = {
@@ -341,26 +342,6 @@ def score_results(ann_file, results_json, output_dir=None, keypoint_info=None):
     return metrics
 
 
-def mpii_center_scale(center, scale):
-    """mmpose 0.13's MPII person box: centre y += 15 s, scale (s, s) x 1.25, then 1-based -> 0-based."""
-    center = np.array(center, dtype=np.float32)
-    scale = np.array([scale, scale], dtype=np.float32)
-    if center[0] != -1:
-        center[1] += 15 * scale[1]
-        scale *= 1.25
-    return center - 1, scale
-
-
-def _load_mpii_annotations(ann_file):
-    """mmpose-style MPII annotations: a JSON list of {image, center, scale, ...}; one-line errors."""
-    path = Path(ann_file)
-    anns = read_json(path, "annotation file")
-    if not isinstance(anns, list) or not all(isinstance(a, dict) and {'image', 'center', 'scale'} <= set(a)
-                                             for a in anns):
-        raise ValueError(f"{path}: expected a JSON list of {{image, center, scale}} objects (mmpose's MPII format)")
-    return anns
-
-
 def print_pckh_table(result):
     """Print PCKh per joint group and the means, as mmpose lists them."""
     names = list(GROUPS) + ['Mean', 'Mean@0.1']
@@ -375,11 +356,8 @@ def evaluate_mpii(net, ann_file, img_root, input_size_hw=(256, 256), gt_mat=None
     Writes `results_mpii.json` (per person: index, image, keypoints) and `metrics.json` to output_dir
     when given; returns the metrics. People on unreadable images count as wrong.
     """
-    anns = _load_mpii_annotations(ann_file)
-    gt_mat = Path(ann_file).parent / 'mpii_gt_val.mat' if gt_mat is None else Path(gt_mat)
-    num_gt = load_mpii_gt(gt_mat)[1].shape[2]
-    if num_gt != len(anns):
-        raise ValueError(f"{gt_mat}: has {num_gt} people but {ann_file} has {len(anns)}")
+    gt_mat = default_gt_mat(ann_file) if gt_mat is None else Path(gt_mat)
+    anns = load_mpii_annotations(ann_file, gt_mat)
     jobs = defaultdict(list)
     for i, a in enumerate(anns):
         center, scale = mpii_center_scale(a['center'], a['scale'])

@@ -4,7 +4,8 @@ Works for COCO person keypoints and any COCO-format keypoint set (the first cate
 describes it). Boxes are cleaned, centred, aspect-fixed and padded as mmpose 0.13 does; a sample is
 the augmented crop, its Gaussian heatmaps and joint weights. All randomness of sample `index` in
 `epoch` comes from `np.random.default_rng((seed, epoch, index))`, so training is reproducible and
-resumable at any step, whatever the worker count or shard.
+resumable at any step, whatever the worker count or shard. `TopDownDataset` (image reading, samples,
+skip summary) and the dataset layouts under --data_root are shared with the MPII set (data/mpii.py).
 """
 import logging
 from pathlib import Path
@@ -26,6 +27,8 @@ LAYOUTS = {
              'val': ('annotations/person_keypoints_val2017.json', 'val2017')},
     'custom': {'train': ('annotations/train.json', 'images'),
                'val': ('annotations/val.json', 'images')},
+    'mpii': {'train': ('annotations/mpii_train.json', 'images'),  # mmpose's layout; PCKh also needs
+             'val': ('annotations/mpii_val.json', 'images')},      # annotations/mpii_gt_val.mat
 }
 LAYOUTS['demo'] = LAYOUTS['custom']
 
@@ -103,74 +106,48 @@ def _check_annotation(ann_file, i, ann, images, categories, num_joints):
     return kpts.reshape(num_joints, 3), box
 
 
-class CocoKeypointDataset:
-    """Top-down samples of a COCO-format keypoint set: (image CHW float32, target (K, h, w), weight (K,)).
+class TopDownDataset:
+    """Shared part of the top-down training sets: per-person arrays, image reading and seeded samples.
 
-    train=True augments (flip, half-body, scale, rotation) with a per-sample seeded rng; train=False
-    crops the padded box as evaluation does. Persons whose keypoints are all zero (num_keypoints 0),
-    or whose cleaned box is empty, are left out as mmpose 0.13 does. Images missing on disk are left
-    out with one warning; an unreadable image is replaced by the next readable one and counted.
+    A subclass validates its annotation file and hands the usable persons to `_keep`; images are
+    checked once on disk through `_present` (missing ones are left out and warned about together).
     """
 
-    def __init__(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None):
+    def __init__(self, ann_file, img_root, input_size_hw, info, train=True, seed=0, half_body_prob=0.3):
         self.ann_file = Path(ann_file)
         self.img_root = Path(img_root)
         self.input_size_hw = (int(input_size_hw[0]), int(input_size_hw[1]))
         self.train = bool(train)
         self.seed = int(seed)
-        data = load_annotation_file(self.ann_file)
-        self.info, self.category_id = keypoint_info_of(data, self.ann_file, meta)
+        self.info = info
         self.codec = codec_for(self.input_size_hw)
-        self.transform = TopDownTrainTransform(self.info, self.input_size_hw)
+        self.transform = TopDownTrainTransform(info, self.input_size_hw, half_body_prob=half_body_prob)
         self.unreadable = set()
-        self._load(data)
+        self.missing_images = []
+        self._exists = {}
 
-    def _load(self, data):
-        """Validate every record, then keep the usable persons as arrays."""
-        k = self.info.num_joints
-        for i, img in enumerate(data['images']):
-            _check_image(self.ann_file, i, img)
-        images = {img['id']: img for img in data['images']}
-        categories = {c.get('id'): c for c in data['categories'] if isinstance(c, dict)}
-        aspect = self.input_size_hw[1] / self.input_size_hw[0]
-        jitter = np.random.default_rng(self.seed) if self.train else None  # mmpose: once per person at load
-        exists, missing = {}, []
-        paths, joints, visible, centers, scales, image_ids = [], [], [], [], [], []
-        for i, ann in enumerate(data['annotations']):
-            kpts, box = _check_annotation(self.ann_file, i, ann, images, categories, k)
-            if kpts.max() <= 0 or ann.get('num_keypoints', 1) == 0 or ann.get('area', 1) <= 0:
-                continue
-            img = images[ann['image_id']]
-            clean = clean_coco_box(box, img['width'], img['height'])
-            if clean is None:
-                continue
-            path = self.img_root / img['file_name']
-            if path not in exists:
-                exists[path] = path.is_file()
-                if not exists[path]:
-                    missing.append(path)
-            if not exists[path]:
-                continue
-            center, scale = box_to_center_scale(clean, aspect, 1.25, rng=jitter)
-            paths.append(path)
-            joints.append(kpts[:, :2])
-            visible.append(np.minimum(1, kpts[:, 2]))
-            centers.append(center)
-            scales.append(scale)
-            image_ids.append(ann['image_id'])
+    def _present(self, path):
+        """Whether the image file exists (looked up once; missing ones are remembered)."""
+        if path not in self._exists:
+            self._exists[path] = path.is_file()
+            if not self._exists[path]:
+                self.missing_images.append(path)
+        return self._exists[path]
+
+    def _keep(self, paths, joints, visible, centers, scales, usable):
+        """Store the usable persons as arrays; warn about missing images; an error when none is left."""
+        missing = self.missing_images
         if missing:
             _LOG.warning("%s: %d of %d images are missing under %s and were skipped (first: %s)",
-                         self.ann_file, len(missing), len(exists), self.img_root, missing[0])
+                         self.ann_file, len(missing), len(self._exists), self.img_root, missing[0])
         if not paths:
-            raise AnnotationError(f"{self.ann_file}: no usable person (keypoints labelled, box inside the "
-                                  f"image, image present under {self.img_root})")
-        self.missing_images = missing
+            raise AnnotationError(f"{self.ann_file}: no usable person ({usable}image present under "
+                                  f"{self.img_root})")
         self.paths = paths
         self.joints = np.asarray(joints, np.float32)
         self.visible = np.asarray(visible, np.float32)
         self.centers = np.asarray(centers, np.float32)
         self.scales = np.asarray(scales, np.float32)
-        self.image_ids = image_ids
 
     def __len__(self):
         return len(self.paths)
@@ -212,3 +189,49 @@ class CocoKeypointDataset:
             parts.append(f"{len(self.unreadable)} unreadable (first: {sorted(self.unreadable)[0]})")
         return f"{self.ann_file.name}: skipped images: {'; '.join(parts)}" if parts else ''
 
+
+class CocoKeypointDataset(TopDownDataset):
+    """Top-down samples of a COCO-format keypoint set: (image CHW float32, target (K, h, w), weight (K,)).
+
+    train=True augments (flip, half-body, scale, rotation) with a per-sample seeded rng; train=False
+    crops the padded box as evaluation does. Persons whose keypoints are all zero (num_keypoints 0),
+    or whose cleaned box is empty, are left out as mmpose 0.13 does. Images missing on disk are left
+    out with one warning; an unreadable image is replaced by the next readable one and counted.
+    """
+
+    def __init__(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None):
+        data = load_annotation_file(ann_file)
+        info, self.category_id = keypoint_info_of(data, Path(ann_file), meta)
+        super().__init__(ann_file, img_root, input_size_hw, info, train, seed)
+        self._load(data)
+
+    def _load(self, data):
+        """Validate every record, then keep the usable persons as arrays."""
+        k = self.info.num_joints
+        for i, img in enumerate(data['images']):
+            _check_image(self.ann_file, i, img)
+        images = {img['id']: img for img in data['images']}
+        categories = {c.get('id'): c for c in data['categories'] if isinstance(c, dict)}
+        aspect = self.input_size_hw[1] / self.input_size_hw[0]
+        jitter = np.random.default_rng(self.seed) if self.train else None  # mmpose: once per person at load
+        paths, joints, visible, centers, scales, image_ids = [], [], [], [], [], []
+        for i, ann in enumerate(data['annotations']):
+            kpts, box = _check_annotation(self.ann_file, i, ann, images, categories, k)
+            if kpts.max() <= 0 or ann.get('num_keypoints', 1) == 0 or ann.get('area', 1) <= 0:
+                continue
+            img = images[ann['image_id']]
+            clean = clean_coco_box(box, img['width'], img['height'])
+            if clean is None:
+                continue
+            path = self.img_root / img['file_name']
+            if not self._present(path):
+                continue
+            center, scale = box_to_center_scale(clean, aspect, 1.25, rng=jitter)
+            paths.append(path)
+            joints.append(kpts[:, :2])
+            visible.append(np.minimum(1, kpts[:, 2]))
+            centers.append(center)
+            scales.append(scale)
+            image_ids.append(ann['image_id'])
+        self._keep(paths, joints, visible, centers, scales, usable='keypoints labelled, box inside the image, ')
+        self.image_ids = image_ids

@@ -1,4 +1,4 @@
-"""Training settings: the official COCO schedule as defaults, and the demo dataset's preset.
+"""Training settings: the official COCO schedule as defaults, and the MPII and demo presets.
 
 `make_config(dataset, **overrides)` starts from the defaults, applies the dataset's preset, then
 every override that is not None (the command line passes None for flags the user did not give).
@@ -18,7 +18,7 @@ class TrainConfig:
 
     model_type: object = 'litehrnet_18'  # name, alias, architecture dict or .json/.yaml file
     input_size_hw: tuple = (256, 192)
-    dataset: str = 'coco'                # coco | demo | custom (layouts in data/coco.py)
+    dataset: str = 'coco'                # coco | mpii | demo | custom (layouts in data/coco.py)
     data_root: str = None
     meta: str = None                     # custom: keypoint metadata (.json/.yaml)
     output_dir: str = 'output'
@@ -49,6 +49,8 @@ DEMO_EPOCHS = 10
 PRESETS = {
     'coco': {},
     'custom': {},
+    # The official MPII config: 256x256 (heatmap 64x64, sigma 2), batch 32 per device, validation every 5.
+    'mpii': dict(input_size_hw=(256, 256), batch_size=32, val_interval=5),
     # About 4 minutes on 2 CPU cores (~2,000 persons x 10 epochs at ~110 img/s): validation AP ~0.7.
     'demo': dict(model_type=DEMO_MODEL, input_size_hw=(128, 96), epochs=DEMO_EPOCHS, batch_size=16, lr=4e-3,
                  warmup_iters=100, milestones=scaled_milestones(DEMO_EPOCHS), val_interval=2, save_interval=0),
@@ -86,6 +88,8 @@ def validate(config):
         raise ValueError(f"device_target must be one of {', '.join(DEVICES)}")
     if config.amp_level not in AMP_LEVELS:
         raise ValueError(f"amp_level must be one of {', '.join(AMP_LEVELS)}")
+    if config.meta and config.dataset == 'mpii':
+        raise ValueError("meta is for custom keypoint sets; MPII uses its built-in metadata")
     if config.resume and config.pretrained:
         raise ValueError("give either resume (continue a run) or pretrained (start from weights), not both")
     return config

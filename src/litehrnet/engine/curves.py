@@ -1,4 +1,4 @@
-"""The training curves as a PNG, drawn with OpenCV (no plotting library needed): loss and validation AP."""
+"""The training curves as a PNG, drawn with OpenCV (no plotting library needed): loss and the validation metric."""
 import cv2
 import numpy as np
 
@@ -47,10 +47,10 @@ def _panel(title, xs, ys, colour, y_range=None):
     return image
 
 
-def draw_curves(path, history):
-    """Write `path` (PNG): training loss per epoch beside validation AP; history rows have epoch, loss, AP."""
+def draw_curves(path, history, metric='AP', title='validation AP', y_range=(0.0, 1.0)):
+    """Write `path` (PNG): the epoch loss beside the validation `metric`; history rows: epoch, loss, metric."""
     loss = [(r['epoch'], r['loss']) for r in history if r.get('loss') is not None]
-    ap = [(r['epoch'], r['AP']) for r in history if r.get('AP') is not None]
+    val = [(r['epoch'], r[metric]) for r in history if r.get(metric) is not None]
     left = _panel('training loss (epoch mean)', *(zip(*loss) if loss else ([], [])), (200, 90, 30))
-    right = _panel('validation AP', *(zip(*ap) if ap else ([], [])), (40, 150, 40), y_range=(0.0, 1.0))
+    right = _panel(title, *(zip(*val) if val else ([], [])), (40, 150, 40), y_range=y_range)
     cv2.imwrite(str(path), np.hstack([left, right]))

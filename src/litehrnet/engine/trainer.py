@@ -2,8 +2,8 @@
 
 `train(config)` runs a whole job and returns the final validation metrics. Outputs, all under
 config.output_dir and written by rank 0 only: train.log, config.json, last.ckpt (every epoch and
-every save_checkpoint_steps steps), best.ckpt (best validation AP), epoch_NNN.ckpt (every
-save_interval epochs), history.json, curves.png, val/ (the latest validation's results) and
+every save_checkpoint_steps steps), best.ckpt (best validation AP; MPII: PCKh Mean), epoch_NNN.ckpt
+(every save_interval epochs), history.json, curves.png, val/ (the latest validation's results) and
 metrics.json (the final validation). Checkpoints hold the bare network under its true names;
 last/epoch checkpoints add the training state, so `resume` continues bit-exactly.
 """
@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..checkpoint.io import CheckpointError, load_weights
 from ..data.coco import CocoKeypointDataset, split_files
+from ..data.mpii import MpiiKeypointDataset, default_gt_mat, load_mpii_annotations
 from ..data.pipeline import build_train_dataset
 from ..models.registry import create_model
 from .curves import draw_curves
@@ -36,6 +37,23 @@ from ..fileio import write_json_atomic
 from .examples import draw_examples
 
 LOSS_SCALE = 1024.0  # static loss scale of mixed-precision training (GPU/Ascend)
+
+
+@dataclasses.dataclass(frozen=True)
+class MainMetric:
+    """The validation number that picks best.ckpt: its key, log label, curve title and range, format."""
+
+    key: str       # in the evaluation's metrics (and history rows)
+    label: str
+    title: str
+    y_range: tuple
+    fmt: str
+    results: str   # the evaluation's results file in val/, drawn as example pictures
+
+
+MAIN_METRICS = {'mpii': MainMetric('Mean', 'PCKh Mean', 'validation PCKh@0.5 Mean (%)', (0.0, 100.0), '.2f',
+                                   'results_mpii.json')}
+COCO_METRIC = MainMetric('AP', 'AP', 'validation AP', (0.0, 1.0), '.4f', 'results_keypoints.json')  # coco, custom, demo
 
 
 class TrainingStopped(RuntimeError):
@@ -98,6 +116,8 @@ def dataset_splits(config):
     val_ann, val_img = split_files(config.dataset, root, 'val')
     if not val_ann.is_file():
         raise ValueError(f"{val_ann}: validation annotation file not found")
+    if config.dataset == 'mpii':  # PCKh needs mpii_gt_val.mat, in the order of the annotations
+        load_mpii_annotations(val_ann, default_gt_mat(val_ann))
     return (*split_files(config.dataset, root, 'train'), val_ann, val_img)
 
 
@@ -130,8 +150,13 @@ class Trainer:
         self.out = Path(config.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
-        self.train_set = CocoKeypointDataset(train_ann, train_img, config.input_size_hw, train=True,
-                                             seed=config.seed, meta=config.meta)
+        if config.dataset == 'mpii':
+            self.train_set = MpiiKeypointDataset(train_ann, train_img, config.input_size_hw, train=True,
+                                                 seed=config.seed)
+        else:
+            self.train_set = CocoKeypointDataset(train_ann, train_img, config.input_size_hw, train=True,
+                                                 seed=config.seed, meta=config.meta)
+        self.metric = MAIN_METRICS.get(config.dataset, COCO_METRIC)
         self.info = self.train_set.info
         self.rank, self.group_size = setup_context(config)
         self.main = self.rank == 0
@@ -142,7 +167,7 @@ class Trainer:
                                 reset_head=True)
         self.steps_per_epoch = None
         self.step = 0
-        self.best = dict(AP=-1.0, epoch=0)
+        self.best = dict(value=-1.0, epoch=0)  # of the main metric
         self.epoch_loss = [0.0, 0]  # sum, count of the current epoch
         self.history = []
         self.last_saved = None  # (path, step) of the newest checkpoint with training state
@@ -163,7 +188,7 @@ class Trainer:
 
     def _counters(self):
         return dict(step=self.step, seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
-                    num_samples=len(self.train_set), best_ap=float(self.best['AP']), best_epoch=self.best['epoch'],
+                    num_samples=len(self.train_set), best_ap=float(self.best['value']), best_epoch=self.best['epoch'],
                     epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1])
 
     def _resume(self):
@@ -181,7 +206,7 @@ class Trainer:
                                       f"resuming exactly needs the same data order")
         load_weights(self.net, weights, source=str(path))
         self.step = int(state['step'])
-        self.best = dict(AP=float(state['best_ap']), epoch=int(state['best_epoch']))
+        self.best = dict(value=float(state['best_ap']), epoch=int(state['best_epoch']))  # the main metric
         self.epoch_loss = [float(state['epoch_loss_sum']), int(state['epoch_loss_count'])]
         history = self.out / 'history.json'
         if history.is_file():
@@ -201,23 +226,32 @@ class Trainer:
 
     def _write_history(self):
         write_json_atomic(self.out / 'history.json', self.history, indent=1, allow_nan=True)
-        draw_curves(self.out / 'curves.png', self.history)
+        m = self.metric
+        draw_curves(self.out / 'curves.png', self.history, m.key, m.title, m.y_range)
 
     def validate(self, epoch):
-        """COCO AP of the current weights on the validation split (ground-truth boxes), via inference."""
-        from ..inference import evaluate_coco
+        """COCO AP (MPII: PCKh) of the current weights on the validation split's ground-truth boxes."""
+        from ..inference import evaluate_coco, evaluate_mpii
         captured = io.StringIO()
         start = time.time()
         with contextlib.redirect_stdout(captured):
-            metrics = evaluate_coco(self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
-                                    flip_test=self.cfg.flip_test, keypoint_info=self.info,
-                                    output_dir=self.out / 'val', progress=False)
+            if self.cfg.dataset == 'mpii':
+                metrics = evaluate_mpii(self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
+                                        flip_test=self.cfg.flip_test, output_dir=self.out / 'val', progress=False)
+            else:
+                metrics = evaluate_coco(self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
+                                        flip_test=self.cfg.flip_test, keypoint_info=self.info,
+                                        output_dir=self.out / 'val', progress=False)
         self.train_step.set_train()
         for line in captured.getvalue().splitlines():
             self.log.debug(line)
-        self.log.info(f"epoch {epoch}: validation AP {metrics['AP']:.4f} (AP50 {metrics['AP50']:.4f}, "
-                      f"AR {metrics['AR']:.4f}) on {metrics['num_boxes']} ground-truth boxes "
-                      f"in {time.time() - start:.0f} s")
+        seconds = time.time() - start
+        if self.cfg.dataset == 'mpii':
+            self.log.info(f"epoch {epoch}: validation PCKh@0.5 Mean {metrics['Mean']:.2f} (Mean@0.1 "
+                          f"{metrics['Mean@0.1']:.2f}) on {metrics['num_people']} annotated people in {seconds:.0f} s")
+        else:
+            self.log.info(f"epoch {epoch}: validation AP {metrics['AP']:.4f} (AP50 {metrics['AP50']:.4f}, "
+                          f"AR {metrics['AR']:.4f}) on {metrics['num_boxes']} ground-truth boxes in {seconds:.0f} s")
         return metrics
 
     def _end_epoch(self, epoch, seconds, images):
@@ -231,10 +265,11 @@ class Trainer:
         row = dict(epoch=epoch, step=self.step, loss=loss, lr=float(self.lr[self.step - 1]))
         if epoch % cfg.val_interval == 0 or epoch == cfg.epochs:
             metrics = self.validate(epoch)
-            row['AP'] = metrics['AP']
+            value = metrics[self.metric.key]
+            row[self.metric.key] = value
             self.final_metrics = dict(metrics, epoch=epoch)
-            if metrics['AP'] > self.best['AP']:
-                self.best = dict(AP=metrics['AP'], epoch=epoch)
+            if value > self.best['value']:
+                self.best = dict(value=value, epoch=epoch)
                 self._save('best.ckpt', with_state=False)
         self.history.append(row)
         self._save('last.ckpt')
@@ -318,13 +353,15 @@ class Trainer:
         self.log.info(f"weights fingerprint (trainable, sha256): {weights_fingerprint(self.net)}")
         if not self.main:
             return None
-        metrics = dict(self.final_metrics, best_AP=self.best['AP'], best_epoch=self.best['epoch'])
+        m = self.metric
+        metrics = dict(self.final_metrics, **{f'best_{m.key}': self.best['value']}, best_epoch=self.best['epoch'])
         write_json_atomic(self.out / 'metrics.json', metrics, indent=2, default=str, allow_nan=True)
-        examples = draw_examples(self.out / 'val' / 'results_keypoints.json', self.val_ann, self.val_img,
+        examples = draw_examples(self.out / 'val' / m.results, self.val_ann, self.val_img,
                                  self.out / 'examples', self.info.skeleton)
         self.log.info(f"{len(examples)} example pictures of the last validation in {self.out / 'examples'}")
-        self.log.info(f"final validation AP {metrics['AP']:.4f} at epoch {metrics['epoch']}; best "
-                      f"{self.best['AP']:.4f} at epoch {self.best['epoch']}; metrics in {self.out / 'metrics.json'}")
+        self.log.info(f"final validation {m.label} {metrics[m.key]:{m.fmt}} at epoch {metrics['epoch']}; best "
+                      f"{self.best['value']:{m.fmt}} at epoch {self.best['epoch']}; metrics in "
+                      f"{self.out / 'metrics.json'}")
         return metrics
 
 

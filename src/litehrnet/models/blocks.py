@@ -7,13 +7,9 @@ the iterative head. Each computes exactly what the official PyTorch code compute
 """
 from mindspore import nn, ops
 
-from .layers import (ConvModule, batch_norm, channel_shuffle, conv2d, current_conv_impl, depthwise_pointwise,
-                     upsample_bilinear_align_corners, upsample_nearest)
-
-
-def _halves(x):
-    c = x.shape[1] // 2
-    return x[:, :c], x[:, c:]
+from .layers import (ConvModule, add_upsampled, batch_norm, concat_shuffle, conv2d, current_conv_impl,
+                     depthwise_pointwise, fused_upsample_ops, mul_upsampled, scale_channels, split_halves,
+                     upsample_bilinear_align_corners)
 
 
 class Stem(nn.Cell):
@@ -33,9 +29,9 @@ class Stem(nn.Cell):
 
     def construct(self, x):
         x = self.conv1(x)
-        x1, x2 = _halves(x)
+        x1, x2 = split_halves(x)
         x2 = self.linear_conv(self.depthwise_conv(self.expand_conv(x2)))
-        return channel_shuffle(ops.cat((self.branch1(x1), x2), axis=1), 2)
+        return concat_shuffle(self.branch1(x1), x2)
 
 
 class CrossResolutionWeighting(nn.Cell):
@@ -48,6 +44,7 @@ class CrossResolutionWeighting(nn.Cell):
         self.conv1 = ConvModule(total, int(total / reduce_ratio), 1, act="relu")
         self.conv2 = ConvModule(int(total / reduce_ratio), total, 1, act="sigmoid")
         self.resize_by_matmul = current_conv_impl() == "fast"
+        self.fused_up = fused_upsample_ops()
 
     def construct(self, xs):
         mini_h, mini_w = xs[-1].shape[2], xs[-1].shape[3]
@@ -62,7 +59,10 @@ class CrossResolutionWeighting(nn.Cell):
         for i, x in enumerate(xs):
             w = weights[:, start:start + self.channels[i]]
             start += self.channels[i]
-            out.append(x * upsample_nearest(w, (x.shape[2], x.shape[3]), self.resize_by_matmul))
+            if x.shape[2] != mini_h or x.shape[3] != mini_w:
+                out.append(mul_upsampled(x, w, self.fused_up, self.resize_by_matmul))
+            else:
+                out.append(x * w)
         return out
 
 
@@ -74,6 +74,7 @@ class SpatialWeighting(nn.Cell):
         self.conv1 = ConvModule(channels, int(channels / ratio), 1, norm=False, act="relu")
         self.conv2 = ConvModule(int(channels / ratio), channels, 1, norm=False, act="sigmoid")
         self.pool_by_matmul = current_conv_impl() == "fast"
+        self.fused_up = fused_upsample_ops()
 
     def construct(self, x):
         if self.pool_by_matmul:  # CPU: a product with a constant column is ~2.5x faster than ReduceMean
@@ -82,7 +83,7 @@ class SpatialWeighting(nn.Cell):
             pooled = mean.reshape(n, c, 1, 1)
         else:
             pooled = x.mean(axis=(2, 3), keep_dims=True)
-        return x * self.conv2(self.conv1(pooled))
+        return scale_channels(x, self.conv2(self.conv1(pooled)), self.fused_up)
 
 
 class ConditionalChannelWeighting(nn.Cell):
@@ -98,14 +99,14 @@ class ConditionalChannelWeighting(nn.Cell):
     def construct(self, xs):
         keep, work = [], []
         for x in xs:
-            a, b = _halves(x)
+            a, b = split_halves(x)
             keep.append(a)
             work.append(b)
         work = self.cross_resolution_weighting(work)
         out = []
         for i, x in enumerate(work):
             x = self.spatial_weighting[i](self.depthwise_convs[i](x))
-            out.append(channel_shuffle(ops.cat((keep[i], x), axis=1), 2))
+            out.append(concat_shuffle(keep[i], x))
         return out
 
 
@@ -122,8 +123,8 @@ class ShuffleUnit(nn.Cell):
         ])
 
     def construct(self, x):
-        a, b = _halves(x)
-        return channel_shuffle(ops.cat((a, self.branch2(b)), axis=1), 2)
+        a, b = split_halves(x)
+        return concat_shuffle(a, self.branch2(b))
 
 
 def _fuse_layer(in_channels, j, i):
@@ -161,13 +162,14 @@ class LiteHRModule(nn.Cell):
         ])
         self.relu = nn.ReLU()
         self.resize_by_matmul = current_conv_impl() == "fast"
+        self.fused_up = fused_upsample_ops()
 
-    def _from(self, i, j, x):
+    def _add_from(self, acc, i, j, x):
+        """acc + the path from branch j to branch i applied to x (a lower resolution is upsampled)."""
         y = self.fuse_layers[i][j](x)
         if j > i:
-            size = (x.shape[2] * 2 ** (j - i), x.shape[3] * 2 ** (j - i))
-            y = upsample_nearest(y, size, self.resize_by_matmul)
-        return y
+            return add_upsampled(acc, y, self.fused_up, self.resize_by_matmul)
+        return acc + y
 
     def construct(self, xs):
         if self.is_naive:
@@ -178,16 +180,16 @@ class LiteHRModule(nn.Cell):
         # other branches read it, and F_i0 is added twice (in training its BN updates twice).
         s0 = xs[0] + xs[0]
         for j in range(1, self.num_branches):
-            s0 = s0 + self._from(0, j, xs[j])
+            s0 = self._add_from(s0, 0, j, xs[j])
         out = [self.relu(s0)]
         for i in range(1, self.num_branches):
             if self.training:
-                y = self._from(i, 0, s0) + self._from(i, 0, s0)
+                y = self._add_from(self.fuse_layers[i][0](s0), i, 0, s0)
             else:
-                y = self._from(i, 0, s0)
+                y = self.fuse_layers[i][0](s0)
                 y = y + y
             for j in range(1, self.num_branches):
-                y = y + (xs[j] if j == i else self._from(i, j, xs[j]))
+                y = y + xs[j] if j == i else self._add_from(y, i, j, xs[j])
             out.append(self.relu(y))
         return out
 

@@ -5,9 +5,9 @@ PYNATIVE) through oneDNN's reference kernel, which dominates Lite-HRNet's run ti
 returns drop-in cells that compute exactly the same function, own the same ``weight`` (and ``bias``)
 Parameters with the same shapes and initialisation, and support autodiff:
 
-* ``aot`` backend (default when it builds): small C++ kernels, compiled at run time with g++ from the
-  source below into a per-user cache and run as ``ops.Custom(func_type="aot")`` operators with their
-  own backward kernels. Depthwise 3x3 (stride 1 or 2) is computed directly; a dense 3x3 conv (the
+* ``aot`` backend (default when it builds): small C++ kernels (``fast_kernels.cc`` beside this file),
+  compiled at run time with g++ into a per-user cache and run as ``ops.Custom(func_type="aot")``
+  operators with their own backward kernels, on a persistent worker pool. Depthwise 3x3 (stride 1 or 2) is computed directly; a dense 3x3 conv (the
   stem) is im2col (C++) followed by a MatMul. The library is checked against numpy with ctypes
   before it is used; when g++ is missing, the build or the check fails, or
   ``LITEHRNET_FAST_CONV_BACKEND=matmul`` is set, the ``matmul`` backend is used instead.
@@ -15,6 +15,9 @@ Parameters with the same shapes and initialisation, and support autodiff:
   shift/selection matrices built with numpy from the static input shape, and the weight enters through
   a banded matrix built in the graph, so gradients reach it: depthwise
   ``Y = sum_di (S_di @ X) @ B_di`` and dense ``Y = Wmat @ im2col(X)``, im2col = ``S @ X @ T``.
+
+The same library fuses nearest upsampling with the add / multiply that consumes it
+(:func:`upsample_ops`, used by ``layers.add_upsampled`` / ``mul_upsampled`` / ``scale_channels``).
 
 1x1 convolutions (already a fast MatMul in MindSpore) and any other kernel size or grouping return
 ``None`` so that ``layers.conv2d`` keeps ``nn.Conv2d``. Float32 is computed natively by the kernels;
@@ -50,377 +53,8 @@ BACKENDS = ("auto", "aot", "matmul")
 _BACKEND_ENV = "LITEHRNET_FAST_CONV_BACKEND"
 _CACHE_ENV = "LITEHRNET_FAST_CONV_CACHE"
 
-# The kernels, compiled at run time (see kernel_library()).
-_CPP_SOURCE = r"""
-// 3x3 convolution kernels (padding 1, stride 1 or 2, float32, NCHW) for MindSpore's CPU
-// Custom(func_type="aot") operators. Depthwise: forward, input gradient, weight gradient.
-// Dense: im2col and its adjoint col2im (a MatMul does the rest).
-// Every entry point has the Custom-aot signature and returns 0 on success.
-#include <sched.h>
-
-#include <algorithm>
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <thread>
-#include <vector>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#endif
-
-namespace {
-
-// Denormal inputs or products (deep stacks of small weights, tiny gradients) slow x86 arithmetic down
-// by orders of magnitude; flush them to zero while a kernel runs, then restore the caller's mode.
-struct FlushDenormals {
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned int saved = _mm_getcsr();
-  FlushDenormals() { _mm_setcsr(saved | 0x8040u); }  // FTZ | DAZ
-  ~FlushDenormals() { _mm_setcsr(saved); }
-#endif
-};
-
-int max_threads() {
-  static const int n = [] {
-    int count = 0;
-    if (const char *env = std::getenv("LITEHRNET_CONV_THREADS")) count = std::atoi(env);
-    if (count <= 0) {
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      if (sched_getaffinity(0, sizeof(set), &set) == 0) count = CPU_COUNT(&set);
-    }
-    if (count <= 0) count = (int)std::thread::hardware_concurrency();
-    return std::max(1, std::min(count, 64));
-  }();
-  return n;
-}
-
-// Split [0, items) over threads; small jobs (under ~1e5 multiply-adds per thread) stay on this thread.
-template <class F>
-void parallel_for(int64_t items, int64_t work, F f) {
-  const int64_t nt = std::min<int64_t>({(int64_t)max_threads(), std::max<int64_t>(1, work / 100000), items});
-  FlushDenormals flush;
-  if (nt <= 1) {
-    f(0, items);
-    return;
-  }
-  const int64_t chunk = (items + nt - 1) / nt;
-  std::vector<std::thread> ts;
-  try {
-    for (int64_t b = chunk; b < items; b += chunk) {
-      const int64_t e = std::min(items, b + chunk);
-      ts.emplace_back([=, &f] {
-        FlushDenormals thread_flush;
-        f(b, e);
-      });
-    }
-  } catch (...) {  // a thread could not be started: run the chunks not handed out here
-    for (int64_t b = chunk * (int64_t)(ts.size() + 1); b < items; b += chunk) f(b, std::min(items, b + chunk));
-  }
-  f(0, std::min(items, chunk));
-  for (auto &t : ts) t.join();
-}
-
-inline bool is_f32(const char *d) { return std::strcmp(d, "float32") == 0 || std::strcmp(d, "float") == 0; }
-
-inline bool same4(int nd, const int64_t *s, int64_t a, int64_t b, int64_t c, int64_t d) {
-  return nd == 4 && s[0] == a && s[1] == b && s[2] == c && s[3] == d;
-}
-
-// ---- stride 1: planes zero-padded to (H+2) x (W+2) -------------------------------------------
-
-inline void pad_plane(const float *x, int64_t H, int64_t W, float *p) {
-  const int64_t Wp = W + 2;
-  std::memset(p, 0, sizeof(float) * Wp);
-  std::memset(p + (H + 1) * Wp, 0, sizeof(float) * Wp);
-  for (int64_t r = 0; r < H; ++r) {
-    float *row = p + (r + 1) * Wp;
-    row[0] = 0.f;
-    std::memcpy(row + 1, x + r * W, sizeof(float) * W);
-    row[W + 1] = 0.f;
-  }
-}
-
-// out[j] = sum_t k[t] * p[j + (t / 3) * Wp + t % 3] for j < len
-inline void taps9(const float *__restrict p, int64_t Wp, const float *k, float *__restrict out, int64_t len) {
-  const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
-  const float *a = p, *b = p + Wp, *c = p + 2 * Wp;
-  for (int64_t j = 0; j < len; ++j)
-    out[j] = k0 * a[j] + k1 * a[j + 1] + k2 * a[j + 2] + k3 * b[j] + k4 * b[j + 1] + k5 * b[j + 2] + k6 * c[j] +
-             k7 * c[j + 1] + k8 * c[j + 2];
-}
-
-// 3x3 stride-1 correlation of a padded (H+2)x(W+2) plane into an HxW plane. Narrow planes run as one
-// long loop over the padded row pitch (ext holds (H-1)*(W+2)+W values) and are compacted afterwards.
-inline void conv_s1(const float *p, int64_t H, int64_t W, const float *k, float *y, float *ext) {
-  const int64_t Wp = W + 2;
-  if (W >= 32) {
-    for (int64_t i = 0; i < H; ++i) taps9(p + i * Wp, Wp, k, y + i * W, W);
-    return;
-  }
-  taps9(p, Wp, k, ext, (H - 1) * Wp + W);
-  for (int64_t i = 0; i < H; ++i) std::memcpy(y + i * W, ext + i * Wp, sizeof(float) * W);
-}
-
-// ---- stride 2: padded planes split into even and odd padded columns ----------------------------
-// E[r][m] = xpad[r][2m] (m <= Wo), O[r][m] = xpad[r][2m+1] (m < Wo), r < H+2; xpad as in pad_plane.
-
-inline void split_plane(const float *x, int64_t H, int64_t W, int64_t Wo, float *E, float *O) {
-  const int64_t We = Wo + 1;
-  std::memset(E, 0, sizeof(float) * (H + 2) * We);
-  std::memset(O, 0, sizeof(float) * (H + 2) * Wo);
-  for (int64_t r = 0; r < H; ++r) {
-    const float *xr = x + r * W;
-    float *er = E + (r + 1) * We, *orow = O + (r + 1) * Wo;
-    const int64_t half = W / 2;  // pairs (x[2m], x[2m+1]) -> (O[m], E[m+1])
-    for (int64_t m = 0; m < half; ++m) {
-      orow[m] = xr[2 * m];
-      er[m + 1] = xr[2 * m + 1];
-    }
-    if (W % 2) orow[half] = xr[W - 1];
-  }
-}
-
-// inverse of split_plane's interior: x[r][c] = (c odd ? E[r+1][(c+1)/2] : O[r+1][c/2])
-inline void merge_plane(const float *E, const float *O, int64_t H, int64_t W, int64_t Wo, float *x) {
-  const int64_t We = Wo + 1;
-  for (int64_t r = 0; r < H; ++r) {
-    const float *er = E + (r + 1) * We, *orow = O + (r + 1) * Wo;
-    float *xr = x + r * W;
-    for (int64_t m = 1; 2 * m - 1 < W; ++m) xr[2 * m - 1] = er[m];
-    for (int64_t m = 0; 2 * m < W; ++m) xr[2 * m] = orow[m];
-  }
-}
-
-inline void conv_s2(const float *E, const float *O, int64_t Ho, int64_t Wo, const float *k, float *y) {
-  const int64_t We = Wo + 1;
-  for (int64_t i = 0; i < Ho; ++i) {
-    const float *e0 = E + 2 * i * We, *e1 = e0 + We, *e2 = e1 + We;
-    const float *o0 = O + 2 * i * Wo, *o1 = o0 + Wo, *o2 = o1 + Wo;
-    float *__restrict yr = y + i * Wo;
-    for (int64_t j = 0; j < Wo; ++j)
-      yr[j] = k[0] * e0[j] + k[1] * o0[j] + k[2] * e0[j + 1] + k[3] * e1[j] + k[4] * o1[j] + k[5] * e1[j + 1] +
-              k[6] * e2[j] + k[7] * o2[j] + k[8] * e2[j + 1];
-  }
-}
-
-// ---- depthwise ---------------------------------------------------------------------------------
-
-// inputs: x (N,C,H,W), w (C,1,3,3); output y (N,C,Ho,Wo)
-template <int S>
-int dw_forward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 3 || ndims[0] != 4 || !is_f32(dtypes[0]) || !is_f32(dtypes[1])) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *w = static_cast<const float *>(params[1]);
-  float *y = static_cast<float *>(params[2]);
-  const int64_t N = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1;
-  if (!same4(ndims[1], shapes[1], C, 1, 3, 3) || !same4(ndims[2], shapes[2], N, C, Ho, Wo)) return 2;
-  parallel_for(N * C, N * C * Ho * Wo * 9, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(2 * (H + 2) * (W + 3));
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
-    for (int64_t nc = b; nc < e; ++nc) {
-      const float *k = w + (nc % C) * 9;
-      if (S == 1) {
-        pad_plane(x + nc * H * W, H, W, p);
-        conv_s1(p, H, W, k, y + nc * H * W, q);
-      } else {
-        split_plane(x + nc * H * W, H, W, Wo, p, q);
-        conv_s2(p, q, Ho, Wo, k, y + nc * Ho * Wo);
-      }
-    }
-  });
-  return 0;
-}
-
-// inputs: dy (N,C,Ho,Wo), w (C,1,3,3), x (N,C,H,W) (its shape only); output dx (N,C,H,W)
-// dx = stride-1 correlation with the flipped kernel of dy, zero-inserted (stride 2) and padded.
-template <int S>
-int dw_grad_input(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 4 || ndims[3] != 4 || !is_f32(dtypes[0]) || !is_f32(dtypes[1])) return 1;
-  const float *dy = static_cast<const float *>(params[0]);
-  const float *w = static_cast<const float *>(params[1]);
-  float *dx = static_cast<float *>(params[3]);
-  const int64_t N = shapes[3][0], C = shapes[3][1], H = shapes[3][2], W = shapes[3][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, Wp = W + 2;
-  if (!same4(ndims[0], shapes[0], N, C, Ho, Wo) || !same4(ndims[1], shapes[1], C, 1, 3, 3)) return 2;
-  parallel_for(N * C, N * C * H * W * 9, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(2 * (H + 2) * Wp);
-    float *p = buf.data(), *q = p + (H + 2) * Wp;
-    if (S == 2) std::fill(p, q, 0.f);
-    for (int64_t nc = b; nc < e; ++nc) {
-      const float *k = w + (nc % C) * 9;
-      const float kf[9] = {k[8], k[7], k[6], k[5], k[4], k[3], k[2], k[1], k[0]};
-      const float *g = dy + nc * Ho * Wo;
-      if (S == 1) {
-        pad_plane(g, H, W, p);
-      } else {  // p[2i+1][2j+1] = g[i][j]; the other entries stay zero
-        for (int64_t i = 0; i < Ho; ++i) {
-          float *row = p + (2 * i + 1) * Wp + 1;
-          for (int64_t j = 0; j < Wo; ++j) row[2 * j] = g[i * Wo + j];
-        }
-      }
-      conv_s1(p, H, W, kf, dx + nc * H * W, q);
-    }
-  });
-  return 0;
-}
-
-// inputs: x (N,C,H,W), dy (N,C,Ho,Wo); output dw (C,1,3,3)
-template <int S>
-int dw_grad_weight(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 3 || ndims[0] != 4 || !is_f32(dtypes[0]) || !is_f32(dtypes[1])) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *dy = static_cast<const float *>(params[1]);
-  float *dw = static_cast<float *>(params[2]);
-  const int64_t N = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, Wp = W + 2;
-  if (!same4(ndims[1], shapes[1], N, C, Ho, Wo) || !same4(ndims[2], shapes[2], C, 1, 3, 3)) return 2;
-  parallel_for(C, N * C * Ho * Wo * 9, [&](int64_t b, int64_t e) {
-    constexpr int B = 16;  // independent partial sums per tap (vectorisable without -ffast-math)
-    std::vector<float> buf(2 * (H + 2) * (W + 3) + B);
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
-    std::vector<float> acc(S == 1 ? 0 : 9 * Wo);
-    for (int64_t c = b; c < e; ++c) {
-      double total[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
-      for (int64_t n = 0; n < N; ++n) {
-        const float *xp = x + (n * C + c) * H * W, *g = dy + (n * C + c) * Ho * Wo;
-        if (S == 1) {  // one long loop over the padded row pitch; q holds dy at that pitch, zero-filled
-          pad_plane(xp, H, W, p);
-          const int64_t L = (H - 1) * Wp + W;
-          for (int64_t i = 0; i < H; ++i) {
-            std::memcpy(q + i * Wp, g + i * W, sizeof(float) * W);
-            if (i + 1 < H) q[i * Wp + W] = q[i * Wp + W + 1] = 0.f;
-          }
-          float a[9][B] = {};
-          int64_t idx = 0;
-          for (; idx + B <= L; idx += B) {
-            const float *gq = q + idx;
-            for (int t = 0; t < 9; ++t) {
-              const float *src = p + idx + (t / 3) * Wp + t % 3;
-              for (int l = 0; l < B; ++l) a[t][l] += gq[l] * src[l];
-            }
-          }
-          for (; idx < L; ++idx)
-            for (int t = 0; t < 9; ++t) a[t][0] += q[idx] * p[idx + (t / 3) * Wp + t % 3];
-          for (int t = 0; t < 9; ++t)
-            for (int l = 0; l < B; ++l) total[t] += a[t][l];
-        } else {
-          split_plane(xp, H, W, Wo, p, q);
-          std::fill(acc.begin(), acc.end(), 0.f);
-          const int64_t We = Wo + 1;
-          for (int64_t i = 0; i < Ho; ++i) {
-            const float *gr = g + i * Wo;
-            for (int di = 0; di < 3; ++di) {
-              const float *er = p + (2 * i + di) * We, *orow = q + (2 * i + di) * Wo;
-              float *a0 = acc.data() + (di * 3) * Wo, *a1 = a0 + Wo, *a2 = a1 + Wo;
-              for (int64_t j = 0; j < Wo; ++j) {
-                a0[j] += gr[j] * er[j];
-                a1[j] += gr[j] * orow[j];
-                a2[j] += gr[j] * er[j + 1];
-              }
-            }
-          }
-          for (int t = 0; t < 9; ++t)
-            for (int64_t j = 0; j < Wo; ++j) total[t] += acc[t * Wo + j];
-        }
-      }
-      for (int t = 0; t < 9; ++t) dw[c * 9 + t] = (float)total[t];
-    }
-  });
-  return 0;
-}
-
-// ---- dense: im2col / col2im --------------------------------------------------------------------
-
-// inputs: x (N,C,H,W); output cols (N, C*9, Ho*Wo), row c*9 + di*3 + dj (the weight's (C,3,3) order)
-template <int S>
-int im2col(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 2 || ndims[0] != 4 || !is_f32(dtypes[0])) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  float *cols = static_cast<float *>(params[1]);
-  const int64_t N = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, P = Ho * Wo, Wp = W + 2;
-  if (ndims[1] != 3 || shapes[1][0] != N || shapes[1][1] != C * 9 || shapes[1][2] != P) return 2;
-  parallel_for(N * C, N * C * P * 9, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(2 * (H + 2) * (W + 3));
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
-    for (int64_t nc = b; nc < e; ++nc) {
-      if (S == 1) pad_plane(x + nc * H * W, H, W, p);
-      else split_plane(x + nc * H * W, H, W, Wo, p, q);
-      float *o = cols + nc * 9 * P;
-      for (int t = 0; t < 9; ++t) {
-        const int di = t / 3, dj = t % 3;
-        for (int64_t i = 0; i < Ho; ++i) {
-          const float *src = S == 1 ? p + (i + di) * Wp + dj
-                                    : (dj == 1 ? q + (2 * i + di) * Wo : p + (2 * i + di) * (Wo + 1) + dj / 2);
-          std::memcpy(o + t * P + i * Wo, src, sizeof(float) * Wo);
-        }
-      }
-    }
-  });
-  return 0;
-}
-
-// inputs: dcols (N, C*9, Ho*Wo), x (N,C,H,W) (its shape only); output dx (N,C,H,W)
-template <int S>
-int col2im(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  if (nparam != 3 || ndims[1] != 4 || !is_f32(dtypes[0])) return 1;
-  const float *g = static_cast<const float *>(params[0]);
-  float *dx = static_cast<float *>(params[2]);
-  const int64_t N = shapes[1][0], C = shapes[1][1], H = shapes[1][2], W = shapes[1][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, P = Ho * Wo, Wp = W + 2;
-  if (ndims[0] != 3 || shapes[0][0] != N || shapes[0][1] != C * 9 || shapes[0][2] != P) return 2;
-  if (!same4(ndims[2], shapes[2], N, C, H, W)) return 2;
-  parallel_for(N * C, N * C * P * 9, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(2 * (H + 2) * (W + 3));
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
-    for (int64_t nc = b; nc < e; ++nc) {
-      std::fill(buf.begin(), buf.end(), 0.f);
-      const float *gc = g + nc * 9 * P;
-      for (int t = 0; t < 9; ++t) {
-        const int di = t / 3, dj = t % 3;
-        for (int64_t i = 0; i < Ho; ++i) {
-          float *dst = S == 1 ? p + (i + di) * Wp + dj
-                              : (dj == 1 ? q + (2 * i + di) * Wo : p + (2 * i + di) * (Wo + 1) + dj / 2);
-          const float *src = gc + t * P + i * Wo;
-          for (int64_t j = 0; j < Wo; ++j) dst[j] += src[j];
-        }
-      }
-      float *o = dx + nc * H * W;
-      if (S == 1) {
-        for (int64_t r = 0; r < H; ++r) std::memcpy(o + r * W, p + (r + 1) * Wp + 1, sizeof(float) * W);
-      } else {
-        merge_plane(p, q, H, W, Wo, o);
-      }
-    }
-  });
-  return 0;
-}
-
-}  // namespace
-
-#define LITEHRNET_EXPORT(name, impl)                                                                     \
-  extern "C" int name(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,     \
-                      void *, void *) {                                                                  \
-    try {                                                                                                \
-      return impl(nparam, params, ndims, shapes, dtypes);                                                \
-    } catch (...) {                                                                                      \
-      return 3;                                                                                          \
-    }                                                                                                    \
-  }
-LITEHRNET_EXPORT(DwFwdS1, dw_forward<1>)
-LITEHRNET_EXPORT(DwFwdS2, dw_forward<2>)
-LITEHRNET_EXPORT(DwBwdInputS1, dw_grad_input<1>)
-LITEHRNET_EXPORT(DwBwdInputS2, dw_grad_input<2>)
-LITEHRNET_EXPORT(DwBwdWeightS1, dw_grad_weight<1>)
-LITEHRNET_EXPORT(DwBwdWeightS2, dw_grad_weight<2>)
-LITEHRNET_EXPORT(Im2ColS1, im2col<1>)
-LITEHRNET_EXPORT(Im2ColS2, im2col<2>)
-LITEHRNET_EXPORT(Col2ImS1, col2im<1>)
-LITEHRNET_EXPORT(Col2ImS2, col2im<2>)
-"""
+# The kernels (C++ beside this file), compiled at run time (see kernel_library()).
+_CPP_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_kernels.cc")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -428,7 +62,7 @@ LITEHRNET_EXPORT(Col2ImS2, col2im<2>)
 # ----------------------------------------------------------------------------------------------
 
 _KERNEL_NAMES = tuple(f"{op}S{s}" for op in ("DwFwd", "DwBwdInput", "DwBwdWeight", "Im2Col", "Col2Im")
-                      for s in (1, 2))
+                      for s in (1, 2)) + ("UpAdd", "UpMul", "UpAddGrad", "UpMulGrad")
 _CXX_FLAG_SETS = (("-O3", "-march=native"), ("-O3",))
 _library = {}
 _library_lock = threading.Lock()
@@ -459,6 +93,12 @@ def _cache_dirs():
     yield os.path.join(tempfile.gettempdir(), f"litehrnet_mindspore_{uid}")
 
 
+@functools.lru_cache(maxsize=None)
+def _cpp_source():
+    with open(_CPP_PATH, encoding="utf-8") as f:
+        return f.read()
+
+
 class _CompileError(RuntimeError):
     """The compiler rejected the source with the given flags."""
 
@@ -469,7 +109,7 @@ def _compile(cxx, flags, path):
     src, tmp = f"{path}.{tag}.cc", f"{path}.{tag}.tmp"
     try:
         with open(src, "w", encoding="utf-8") as f:
-            f.write(_CPP_SOURCE)
+            f.write(_cpp_source())
         cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-pthread", "-o", tmp, src]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
         if proc.returncode != 0:
@@ -546,10 +186,25 @@ def _self_check(path):
                 (f"Im2ColS{s}", (x,), cols),
                 (f"Col2ImS{s}", (gcols, x), gp[..., 1:h + 1, 1:w + 1]),
             )
-            for name, inputs, ref in checks:
+            for name, inputs, ref in checks + _upsample_checks(rng, n, c, h, w, factor=s + 1):
                 out = _call_kernel(lib, name, inputs, ref.shape)
                 if not np.allclose(out, ref, rtol=1e-4, atol=1e-4 * (1.0 + np.abs(ref).max())):
                     raise RuntimeError(f"{name} disagrees with numpy on {(n, c, h, w)}")
+
+
+def _upsample_checks(rng, n, c, h, w, factor):
+    """(kernel, inputs, numpy answer) of the fused nearest-upsampling kernels, z of shape (n, c, h, w)."""
+    z = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    y, g = rng.standard_normal((2, n, c, h * factor, w * factor)).astype(np.float32)
+    up = z.repeat(factor, axis=2).repeat(factor, axis=3)
+
+    def block_sum(a):
+        return a.reshape(n, c, h, factor, w, factor).sum(axis=(3, 5), dtype=np.float64)
+
+    s = rng.standard_normal((n, c, 1, 1)).astype(np.float32)  # whole-channel scaling: factors (H, W)
+    return (("UpAdd", (y, z), y + up), ("UpMul", (y, z), y * up),
+            ("UpAddGrad", (g, z), block_sum(g)), ("UpMulGrad", (g, y, z), block_sum(g * y)),
+            ("UpMul", (y, s), y * s), ("UpMulGrad", (g, y, s), (g * y).sum(axis=(2, 3), keepdims=True)))
 
 
 def kernel_library():
@@ -573,7 +228,7 @@ def _build_library():
     white_list = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
     errors = []
     for flags in _CXX_FLAG_SETS:
-        key = hashlib.sha256("\0".join([_CPP_SOURCE, cxx, *flags, _cpu_signature()]).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\0".join([_cpp_source(), cxx, *flags, _cpu_signature()]).encode()).hexdigest()[:16]
         for directory in _cache_dirs():
             path = os.path.join(os.path.abspath(directory), f"fast_conv_{key}.so")
             if white_list and os.path.commonpath([os.path.realpath(path), os.path.realpath(white_list)]) \
@@ -643,6 +298,33 @@ def _aot_ops(lib, stride):
     im2col = custom("Im2Col", lambda x: [x[0], x[1] * 9, _out_size(x[2], stride) * _out_size(x[3], stride)],
                     im2col_bprop)
     return depthwise, im2col
+
+
+@functools.lru_cache(maxsize=None)
+def _upsample_aot_ops(lib):
+    """(add, mul) Custom operators y + up(z) and y * up(z), up = nearest upsampling by integer factors."""
+    def custom(name, bprop=None, out_shape=lambda y, z: list(y)):
+        return ops.Custom(f"{lib}:{name}", out_shape=out_shape, out_dtype=_same_dtype, func_type="aot",
+                          bprop=bprop)
+
+    add_grad = custom("UpAddGrad", out_shape=lambda g, z: list(z))
+    mul_grad = custom("UpMulGrad", out_shape=lambda g, y, z: list(z))
+    mul_plain = custom("UpMul")
+
+    def add_bprop(y, z, out, dout):
+        return dout, add_grad(dout, z)
+
+    def mul_bprop(y, z, out, dout):
+        return mul_plain(dout, z), mul_grad(dout, y, z)
+
+    return custom("UpAdd", add_bprop), custom("UpMul", mul_bprop)
+
+
+def upsample_ops(backend=None):
+    """(add, mul) fused nearest-upsample-and-combine operators of the C++ backend, or None (matmul backend)."""
+    if _resolve_backend(backend) != "aot":
+        return None
+    return _upsample_aot_ops(kernel_library())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import contextlib
 
 import numpy as np
 from mindspore import Tensor, nn, ops
+from mindspore import dtype as mstype
 from mindspore.common.initializer import Normal
 
 CONV_IMPLS = ("native", "fast")
@@ -83,12 +84,19 @@ def depthwise_pointwise(in_channels, out_channels, stride, final_relu=True):
     return nn.SequentialCell(cells)
 
 
-def channel_shuffle(x, groups=2):
-    """Interleave channel groups: output order [0, C/g, 1, C/g+1, ...] for g = 2."""
-    n, c, h, w = x.shape
-    x = x.reshape(n, groups, c // groups, h, w)
-    x = x.transpose(0, 2, 1, 3, 4)
-    return x.reshape(n, c, h, w)
+def split_halves(x):
+    """The two channel halves of x (a Split, whose gradient is one Concat)."""
+    return ops.split(x, x.shape[1] // 2, axis=1)
+
+
+def concat_shuffle(a, b):
+    """channel_shuffle(cat(a, b), groups 2) in one op: output channels [a0, b0, a1, b1, ...].
+
+    Stacking on a new axis after the channels interleaves them directly, instead of a Concat
+    followed by a 5-D Transpose (about 2x faster forward and backward on CPU).
+    """
+    n, c, h, w = a.shape
+    return ops.stack((a, b), axis=2).reshape(n, 2 * c, h, w)
 
 
 def nearest_matrix(n_in, n_out):
@@ -111,6 +119,43 @@ def upsample_nearest(x, size, by_matmul=False):
         cols = Tensor(nearest_matrix(x.shape[3], size[1]).T)
         return ops.matmul(ops.matmul(rows, x), cols)
     return ops.ResizeNearestNeighbor(size)(x)
+
+
+def fused_upsample_ops():
+    """The fast path's (add, mul) operators fusing a nearest upsample with its consumer, else None.
+
+    On CPU they replace a resize (two matrix products) and the add / multiply after it by one pass
+    over memory, and the broadcast gradient of a channel scaling by a block sum.
+    """
+    if current_conv_impl() != "fast":
+        return None
+    from .fast_conv import upsample_ops
+    return upsample_ops()
+
+
+def _fusable(fused, a, b):
+    return fused is not None and a.dtype == mstype.float32 and b.dtype == mstype.float32
+
+
+def add_upsampled(acc, z, fused=None, by_matmul=False):
+    """acc + z resized (nearest, integer factor) to acc's size; one C++ pass when `fused` is given."""
+    if _fusable(fused, acc, z):
+        return fused[0](acc, z)
+    return acc + upsample_nearest(z, (acc.shape[2], acc.shape[3]), by_matmul)
+
+
+def scale_channels(x, s, fused=None):
+    """x (N, C, H, W) * s (N, C, 1, 1); one C++ pass (and a block-sum backward) when `fused` is given."""
+    if _fusable(fused, x, s):
+        return fused[1](x, s)
+    return x * s
+
+
+def mul_upsampled(x, w, fused=None, by_matmul=False):
+    """x * w resized (nearest, integer factor) to x's size; one C++ pass when `fused` is given."""
+    if _fusable(fused, x, w):
+        return fused[1](x, w)
+    return x * upsample_nearest(w, (x.shape[2], x.shape[3]), by_matmul)
 
 
 def bilinear_matrix(n_in, n_out):
