@@ -221,3 +221,42 @@ def test_msrun_two_cpu_workers_end_with_identical_weights(tiny_data, tmp_path):
     assert (out / 'last.ckpt').is_file() and (out / 'metrics.json').is_file()
     config = json.loads((out / 'config.json').read_text())
     assert config['batch_size'] == 8
+
+
+AMP_STEPS = '''
+import sys
+import numpy as np
+import mindspore as ms
+from mindspore import nn
+ms.set_context(mode=ms.GRAPH_MODE, device_target='CPU')
+import litehrnet
+from litehrnet.engine import trainer
+from litehrnet.engine.config import DEMO_MODEL
+net = litehrnet.create_model(DEMO_MODEL, num_joints=3, conv_impl='native')
+opt = nn.Adam(net.trainable_params(), learning_rate=1e-3, loss_scale=trainer.LOSS_SCALE)
+step = trainer._train_step(net, opt, sys.argv[1])
+step.set_train()
+rng = np.random.default_rng(0)
+x = ms.Tensor(rng.standard_normal((2, 3, 64, 64)).astype(np.float32))
+target = ms.Tensor(rng.random((2, 3, 16, 16)).astype(np.float32))
+weight = ms.Tensor(np.ones((2, 3), np.float32))
+print([float(step(x, target, weight).asnumpy()) for _ in range(4)])
+print(sorted({str(p.dtype) for p in net.trainable_params()}))
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('level', ['O2', 'O3'])
+def test_mixed_precision_train_step_compiles_and_learns(tmp_path, level):
+    """--amp_level's graph (float16 activations, static loss scale) on the native layers GPU/Ascend use.
+
+    Run on CPU here, which has float16 kernels: the head's bilinear matrices once stayed float32 and
+    the graph did not compile. The loss must fall and the parameters stay float32 (saved as such).
+    """
+    script = tmp_path / 'amp_steps.py'
+    script.write_text(AMP_STEPS)
+    result = run_script([script, level], env={'PYTHONPATH': str(Path(ROOT) / 'src')})
+    assert result.returncode == 0, result.stderr[-2000:]
+    losses, dtypes = [json.loads(line.replace("'", '"')) for line in result.stdout.strip().splitlines()[-2:]]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert dtypes == ['Float32']

@@ -115,8 +115,8 @@ def upsample_nearest(x, size, by_matmul=False):
     kernel is slow on CPU).
     """
     if by_matmul:
-        rows = Tensor(nearest_matrix(x.shape[2], size[0]))
-        cols = Tensor(nearest_matrix(x.shape[3], size[1]).T)
+        rows = Tensor(nearest_matrix(x.shape[2], size[0])).astype(x.dtype)  # float16 under mixed precision
+        cols = Tensor(nearest_matrix(x.shape[3], size[1]).T).astype(x.dtype)
         return ops.matmul(ops.matmul(rows, x), cols)
     return ops.ResizeNearestNeighbor(size)(x)
 
@@ -177,6 +177,6 @@ def bilinear_matrix(n_in, n_out):
 def upsample_bilinear_align_corners(x, size):
     """Bilinear align_corners=True resize as two fixed matrix products (exportable, same values)."""
     h_in, w_in = x.shape[2], x.shape[3]
-    rows = Tensor(bilinear_matrix(h_in, size[0]))
-    cols = Tensor(bilinear_matrix(w_in, size[1]).T)
+    rows = Tensor(bilinear_matrix(h_in, size[0])).astype(x.dtype)  # float16 under mixed precision
+    cols = Tensor(bilinear_matrix(w_in, size[1]).T).astype(x.dtype)
     return ops.matmul(ops.matmul(rows, x), cols)
