@@ -51,7 +51,7 @@ PRESETS = {
     'custom': {},
     # The official MPII config: 256x256 (heatmap 64x64, sigma 2), batch 32 per device, validation every 5.
     'mpii': dict(input_size_hw=(256, 256), batch_size=32, val_interval=5),
-    # About 4 minutes on 2 CPU cores (~2,000 persons x 10 epochs at ~110 img/s): validation AP ~0.7.
+    # About 3 minutes on 2 CPU cores (~2,000 persons x 10 epochs at ~140 img/s): validation AP ~0.7.
     'demo': dict(model_type=DEMO_MODEL, input_size_hw=(128, 96), epochs=DEMO_EPOCHS, batch_size=16, lr=4e-3,
                  warmup_iters=100, milestones=scaled_milestones(DEMO_EPOCHS), val_interval=2, save_interval=0),
 }
