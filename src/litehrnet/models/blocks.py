@@ -59,10 +59,7 @@ class CrossResolutionWeighting(nn.Cell):
         for i, x in enumerate(xs):
             w = weights[:, start:start + self.channels[i]]
             start += self.channels[i]
-            if x.shape[2] != mini_h or x.shape[3] != mini_w:
-                out.append(mul_upsampled(x, w, self.fused_up, self.resize_by_matmul))
-            else:
-                out.append(x * w)
+            out.append(mul_upsampled(x, w, self.fused_up, self.resize_by_matmul))
         return out
 
 

@@ -275,12 +275,16 @@ def _same_dtype(*dtypes):
     return dtypes[0]
 
 
+def _custom_op(lib, name, out_shape, bprop=None):
+    """The kernel ``name`` of library ``lib`` as a float32 Custom operator (``bprop``: its backward)."""
+    return ops.Custom(f"{lib}:{name}", out_shape=out_shape, out_dtype=_same_dtype, func_type="aot", bprop=bprop)
+
+
 @functools.lru_cache(maxsize=None)
 def _aot_ops(lib, stride):
     """(depthwise conv, im2col) Custom operators for ``stride``, each with its C++ backward."""
     def custom(name, out_shape, bprop=None):
-        return ops.Custom(f"{lib}:{name}S{stride}", out_shape=out_shape, out_dtype=_same_dtype,
-                          func_type="aot", bprop=bprop)
+        return _custom_op(lib, f"{name}S{stride}", out_shape, bprop)
 
     dw_grad_input = custom("DwBwdInput", lambda g, k, x: list(x))
     dw_grad_weight = custom("DwBwdWeight", lambda x, g: [x[1], 1, 3, 3])
@@ -303,13 +307,12 @@ def _aot_ops(lib, stride):
 @functools.lru_cache(maxsize=None)
 def _upsample_aot_ops(lib):
     """(add, mul) Custom operators y + up(z) and y * up(z), up = nearest upsampling by integer factors."""
-    def custom(name, bprop=None, out_shape=lambda y, z: list(y)):
-        return ops.Custom(f"{lib}:{name}", out_shape=out_shape, out_dtype=_same_dtype, func_type="aot",
-                          bprop=bprop)
+    def like_y(y, z):
+        return list(y)
 
-    add_grad = custom("UpAddGrad", out_shape=lambda g, z: list(z))
-    mul_grad = custom("UpMulGrad", out_shape=lambda g, y, z: list(z))
-    mul_plain = custom("UpMul")
+    add_grad = _custom_op(lib, "UpAddGrad", lambda g, z: list(z))
+    mul_grad = _custom_op(lib, "UpMulGrad", lambda g, y, z: list(z))
+    mul_plain = _custom_op(lib, "UpMul", like_y)
 
     def add_bprop(y, z, out, dout):
         return dout, add_grad(dout, z)
@@ -317,7 +320,7 @@ def _upsample_aot_ops(lib):
     def mul_bprop(y, z, out, dout):
         return mul_plain(dout, z), mul_grad(dout, y, z)
 
-    return custom("UpAdd", add_bprop), custom("UpMul", mul_bprop)
+    return _custom_op(lib, "UpAdd", like_y, add_bprop), _custom_op(lib, "UpMul", like_y, mul_bprop)
 
 
 def upsample_ops(backend=None):
@@ -391,9 +394,11 @@ class _Conv3x3(nn.Cell):
                 f"impl={type(self).__name__}")
 
     def _inputs(self, x):
+        """(x, weight) in float32, and the output size (Ho, Wo) of x."""
+        ho, wo = _out_size(x.shape[2], self.s), _out_size(x.shape[3], self.s)
         if x.dtype != mstype.float32:
-            return x.astype(mstype.float32), self.weight.astype(mstype.float32)
-        return x, self.weight
+            return x.astype(mstype.float32), self.weight.astype(mstype.float32), ho, wo
+        return x, self.weight, ho, wo
 
     def _output(self, y, dtype):
         if self.has_bias:
@@ -412,7 +417,7 @@ class DepthwiseConv3x3Aot(_Conv3x3):
         self.conv_op = _aot_ops(library or kernel_library(), stride)[0]
 
     def construct(self, x):
-        xf, k = self._inputs(x)
+        xf, k, _, _ = self._inputs(x)
         return self._output(self.conv_op(xf, k), x.dtype)
 
 
@@ -424,11 +429,10 @@ class DenseConv3x3Aot(_Conv3x3):
         self.im2col = _aot_ops(library or kernel_library(), stride)[1]
 
     def construct(self, x):
-        n, _, h, w = x.shape
-        xf, k = self._inputs(x)
+        xf, k, ho, wo = self._inputs(x)
         cols = self.im2col(xf)                                               # (N, Cin*9, Ho*Wo)
         y = ops.matmul(k.reshape(self.out_channels, -1), cols)               # (N, Cout, Ho*Wo)
-        y = y.reshape(n, self.out_channels, (h - 1) // self.s + 1, (w - 1) // self.s + 1)
+        y = y.reshape(x.shape[0], self.out_channels, ho, wo)
         return self._output(y, x.dtype)
 
 
@@ -440,11 +444,9 @@ class DepthwiseConv3x3MatMul(_Conv3x3):
 
     def construct(self, x):
         n, c, h, w = x.shape
-        xf, k = self._inputs(x)
-        s = self.s
-        ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
-        rows = _row_taps_tensor(h, s)                                        # (3Ho, H)
-        cols = _col_taps_tensor(w, s)                                        # (3, W, Wo)
+        xf, k, ho, wo = self._inputs(x)
+        rows = _row_taps_tensor(h, self.s)                                   # (3Ho, H)
+        cols = _col_taps_tensor(w, self.s)                                   # (3, W, Wo)
         band = ops.matmul(k.reshape(c * 3, 3), cols.reshape(3, w * wo))      # (C*3, W*Wo): B[c, di]
         u = ops.matmul(rows, xf).reshape(n, c, 3, ho, w)                      # rows of tap di
         y = ops.matmul(u, band.reshape(c, 3, w, wo)).sum(axis=2)
@@ -459,11 +461,9 @@ class DenseConv3x3MatMul(_Conv3x3):
 
     def construct(self, x):
         n, c, h, w = x.shape
-        xf, k = self._inputs(x)
-        s = self.s
-        ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
-        rows = _row_taps_tensor(h, s)                                        # (3Ho, H)
-        cols = _col_taps_tensor(w, s).transpose(1, 0, 2).reshape(w, 3 * wo)  # (W, 3Wo)
+        xf, k, ho, wo = self._inputs(x)
+        rows = _row_taps_tensor(h, self.s)                                   # (3Ho, H)
+        cols = _col_taps_tensor(w, self.s).transpose(1, 0, 2).reshape(w, 3 * wo)  # (W, 3Wo)
         taps = ops.matmul(rows, ops.matmul(xf, cols))                        # (N, C, 3Ho, 3Wo)
         taps = taps.reshape(n, c, 3, ho, 3, wo).transpose(0, 1, 2, 4, 3, 5).reshape(n, c * 9, ho * wo)
         y = ops.matmul(k.reshape(self.out_channels, -1), taps).reshape(n, self.out_channels, ho, wo)

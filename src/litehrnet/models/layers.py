@@ -153,6 +153,8 @@ def scale_channels(x, s, fused=None):
 
 def mul_upsampled(x, w, fused=None, by_matmul=False):
     """x * w resized (nearest, integer factor) to x's size; one C++ pass when `fused` is given."""
+    if x.shape[2] == w.shape[2] and x.shape[3] == w.shape[3]:  # already x's size: no resize
+        return x * w
     if _fusable(fused, x, w):
         return fused[1](x, w)
     return x * upsample_nearest(w, (x.shape[2], x.shape[3]), by_matmul)
