@@ -15,7 +15,7 @@ import infer
 from litehrnet.annotate import Annotator, plan_inputs, summary_line
 from litehrnet.data.keypoints import COCO_17
 from litehrnet.data.transforms import preprocess_box
-from litehrnet.detection import BoxFile, HogDetector, WholeImage, make_box_source
+from litehrnet.detection import BoxFile, HogDetector, WholeImage, clean_boxes, make_box_source
 from litehrnet.drawing import draw_poses, joint_colors, limb_colors
 from litehrnet.runners import make_predictor
 
@@ -97,7 +97,8 @@ def test_box_file_layouts_threshold_and_errors(tmp_path):
     np.testing.assert_array_equal(boxes, [[1, 2, 30, 40]])
     np.testing.assert_array_equal(scores, [0.9])
     np.testing.assert_array_equal(source.boxes(None, 'other/y.png')[1], [1.0])  # bare name, no score = 1
-    assert len(source.boxes(None, 'z.jpg')[0]) == 0  # zero width dropped
+    z_boxes, z_scores = source.boxes(None, 'z.jpg')
+    assert len(clean_boxes(z_boxes, z_scores, (100, 100))[0]) == 0  # zero width dropped before OpenCV
     assert len(source.boxes(None, 'unknown.jpg')[0]) == 0
 
     coco = tmp_path / 'dets.json'
@@ -287,3 +288,59 @@ def test_cli_on_a_folder_tree(tmp_path):
     for name in names:
         assert (out / name).is_file() and (out / (name + '.json')).is_file()
     assert len(json.loads((out / 'results_keypoints.json').read_text())) == 3
+
+
+# --- images without a person (nothing crashes, nothing is lost) -----------------------------------------
+
+def test_drawing_no_person_and_a_skeleton_naming_missing_joints():
+    image = _image(40, 30)
+    np.testing.assert_array_equal(draw_poses(image, [], COCO_17.skeleton), image)
+    # a 14-joint set drawn with COCO's 17-joint skeleton: limbs with a missing joint are left out
+    kpts = np.array([[5.0 + j, 5.0 + j, 0.9] for j in range(14)])
+    drawn = draw_poses(image, [dict(keypoints=kpts)], COCO_17.skeleton, kpt_thr=0.3)
+    assert (drawn != image).any()
+    colors = joint_colors(3, [(0, 1), (1, 7), (2, 9)])
+    assert colors[0] == colors[1] != (255, 255, 255) and colors[2] == (255, 255, 255)
+
+
+def test_clean_boxes_drops_or_clips_what_must_not_reach_opencv():
+    boxes = [[10, 10, 20, 30], [np.nan, 0, 5, 5], [0, 0, -4, 5], [0, 0, 0, 5], [0, 0, 1e30, 1e30],
+             [500, 500, 10, 10], [-5, 2, 15, 8], [1, 1, 5, np.inf]]
+    scores = [0.9, 0.9, 0.9, 0.9, 0.8, 0.9, 0.7, 0.9]
+    kept, kept_scores, note = clean_boxes(boxes, scores, (100, 60))
+    np.testing.assert_array_equal(kept, [[10, 10, 20, 30], [0, 0, 60, 100], [0, 2, 10, 8]])
+    np.testing.assert_array_equal(kept_scores, [0.9, 0.8, 0.7])
+    assert note == ("dropped 4 invalid box(es) (non-finite value or size <= 0); dropped 1 box(es) outside "
+                    "the image; clipped 2 box(es) to the image")
+    _, _, note = clean_boxes([[1, 1, 5, 5]], [np.nan], (100, 60))
+    assert note.startswith('dropped 1 invalid')
+    assert clean_boxes([[1, 1, 5, 5]], [0.5], (100, 60))[2] is None
+
+
+def test_images_without_a_person_get_a_drawing_and_an_empty_json(tmp_path, capsys):
+    """HOG finding nobody, an image the box file does not name, boxes all invalid or under the threshold."""
+    src, out = tmp_path / 'in', tmp_path / 'out'
+    for name in ('listed.png', 'missing.png', 'invalid.png', 'low.png'):
+        _write(src / name, _image(60, 50))
+    (tmp_path / 'boxes.json').write_text(json.dumps({
+        'listed.png': [[5, 5, 20, 40, 0.9]],
+        'invalid.png': [[float('nan'), 0, 5, 5, 0.9], [0, 0, -3, 5, 0.9], [0, 0, 1e30, 1e30, float('nan')]],
+        'low.png': [[5, 5, 20, 40, 0.1]]}, allow_nan=True))
+    annotator, _ = _annotator(out, boxes=BoxFile(tmp_path / 'boxes.json', bbox_thr=0.3))
+    stats = annotator.run(plan_inputs(src, out))
+    assert stats['persons'] == 1 and stats['without_persons'] == 3 and not stats['skipped']
+    for name in ('missing.png', 'invalid.png', 'low.png'):
+        assert cv2.imread(str(out / name)) is not None
+        assert json.loads((out / f'{name}.json').read_text())['persons'] == []
+    assert len(json.loads((out / 'listed.png.json').read_text())['persons']) == 1
+    assert json.loads((out / 'run.json').read_text())['without_persons'] == 3
+    err = capsys.readouterr().err
+    assert 'invalid.png: dropped 3 invalid box(es)' in err
+    assert summary_line(stats, 'o').startswith('4 images, 1 persons (3 images without a person), 0 skipped')
+    # HOG on blank images: nobody found, still drawn and written
+    blank = tmp_path / 'blank'
+    _write(blank / 'x.png', np.full((200, 120, 3), 128, np.uint8))
+    annotator, _ = _annotator(tmp_path / 'out2', boxes=HogDetector())
+    stats = annotator.run(plan_inputs(blank, tmp_path / 'out2'))
+    assert stats['without_persons'] == 1 and (tmp_path / 'out2' / 'x.png').is_file()
+    assert json.loads((tmp_path / 'out2' / 'x.png.json').read_text())['persons'] == []

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .detection import BoxFile
+from .detection import BoxFile, clean_boxes
 from .drawing import draw_poses
 from .evaluation import rescore, write_results_json
 from .inference import read_image_rgb
@@ -86,7 +86,8 @@ class Annotator:
         if plan.kind == 'video' and isinstance(self.box_source, BoxFile):
             raise ValueError("box files name images: for a video use --detector hog or the whole frame")
         self.out.mkdir(parents=True, exist_ok=True)
-        stats = dict(kind=plan.kind, images=[], skipped=[], persons=0, box_source=self.box_source.description)
+        stats = dict(kind=plan.kind, images=[], skipped=[], persons=0, without_persons=0,
+                     box_source=self.box_source.description)
         results = []
         start = time.perf_counter()
         if plan.kind == 'video':
@@ -131,6 +132,9 @@ class Annotator:
         pending, count = [], 0
         for name, image in items:
             boxes, scores = self.box_source.boxes(image, name)
+            boxes, scores, note = clean_boxes(boxes, scores, image.shape[:2])
+            if note:
+                _warn(f"{Path(name).as_posix()}: {note}")
             pending.append((name, image, boxes, scores) + self.predictor.crops(image, boxes))
             count += len(boxes)
             if count >= self.predictor.batch_size or len(pending) >= self.predictor.batch_size:
@@ -157,6 +161,7 @@ class Annotator:
     def _record(self, image_id, persons, stats, results):
         """Count the people of one image and add them to the COCO results; their JSON form."""
         stats['persons'] += len(persons)
+        stats['without_persons'] += not persons
         results.extend(dict(image_id=image_id, category_id=1, keypoints=p['keypoints'], score=p['score'])
                        for p in persons)
         return [self._person_json(p) for p in persons]
@@ -228,6 +233,9 @@ def summary_line(stats, out_dir, random_weights=False):
     for s in stats['skipped']:
         reasons[s['reason']] = reasons.get(s['reason'], 0) + 1
     skipped = f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if reasons else ''
-    line = (f"{len(stats['images'])} {unit}, {stats['persons']} persons, {len(stats['skipped'])} skipped{skipped}, "
+    empty = stats.get('without_persons', 0)
+    empty = f" ({empty} {unit if empty > 1 else unit[:-1]} without a person)" if empty else ''
+    line = (f"{len(stats['images'])} {unit}, {stats['persons']} persons{empty}, "
+            f"{len(stats['skipped'])} skipped{skipped}, "
             f"{stats['seconds_per_image']:.3f} s per {unit[:-1]}, boxes: {stats['box_source']}; outputs in {out_dir}")
     return ("RANDOM WEIGHTS (no --checkpoint), keypoints are meaningless: " + line) if random_weights else line

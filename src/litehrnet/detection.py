@@ -19,12 +19,43 @@ def _empty():
 
 
 def _as_arrays(rows):
-    """(N, 4) boxes and (N,) scores of [[x, y, w, h, score], ...] rows, zero-sized boxes dropped."""
+    """(N, 4) boxes and (N,) scores of [[x, y, w, h, score], ...] rows (checked later by clean_boxes)."""
     if not rows:
         return _empty()
     rows = np.asarray(rows, dtype=np.float64).reshape(len(rows), 5)
-    rows = rows[(rows[:, 2] > 0) & (rows[:, 3] > 0)]
     return rows[:, :4], rows[:, 4]
+
+
+def clean_boxes(boxes, scores, image_hw):
+    """Boxes fit to reach OpenCV: ((M, 4) boxes, (M,) scores, what was done as text or None).
+
+    A box with a non-finite value (box or score), a width or height that is not positive, or nothing
+    left inside the image after clipping is dropped; a box reaching outside the image (a 1e30-pixel
+    box included) is clipped to it.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(boxes) == 0:
+        return boxes, scores, None
+    height, width = image_hw
+    finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+    with np.errstate(invalid='ignore', over='ignore'):
+        valid = finite & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        x1 = np.clip(boxes[:, 0], 0, width)
+        y1 = np.clip(boxes[:, 1], 0, height)
+        x2 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+        y2 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    inside = valid & (x2 - x1 >= 1) & (y2 - y1 >= 1)
+    clipped = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
+    changed = inside & ~np.all(np.isclose(clipped, boxes, rtol=0, atol=1e-9), axis=1)
+    notes = []
+    if (~valid).any():
+        notes.append(f"dropped {int((~valid).sum())} invalid box(es) (non-finite value or size <= 0)")
+    if (valid & ~inside).any():
+        notes.append(f"dropped {int((valid & ~inside).sum())} box(es) outside the image")
+    if changed.any():
+        notes.append(f"clipped {int(changed.sum())} box(es) to the image")
+    return clipped[inside], scores[inside], '; '.join(notes) or None
 
 
 class WholeImage:
@@ -85,7 +116,9 @@ class BoxFile:
         data = read_json(path, "box file")
         try:
             self.by_key = self._by_name(data) if isinstance(data, dict) else self._by_image_id(data)
-            self.by_key = {k: _as_arrays([r for r in rows if r[4] > bbox_thr]) for k, rows in self.by_key.items()}
+            # a non-finite score is kept here so that clean_boxes reports it instead of a silent drop
+            self.by_key = {k: _as_arrays([r for r in rows if not r[4] <= bbox_thr])
+                           for k, rows in self.by_key.items()}
         except (TypeError, ValueError, KeyError, IndexError):
             raise ValueError(f"{path}: expected {{file_name: [[x, y, w, h, score], ...]}} or COCO detection "
                              f"results [{{image_id, category_id, bbox, score}}, ...]") from None

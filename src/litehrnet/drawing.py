@@ -18,10 +18,15 @@ def limb_colors(num_limbs):
 
 
 def joint_colors(num_joints, skeleton):
-    """Each joint takes the colour of the first limb that ends in it (white when in none)."""
+    """Each joint takes the colour of the first limb that ends in it (white when in none).
+
+    Limbs naming a joint the set does not have colour nothing (skeletons are checked where they are
+    read; drawing never fails on one).
+    """
     colors = [(255, 255, 255)] * num_joints
     for (a, b), color in reversed(list(zip(skeleton, limb_colors(len(skeleton))))):
-        colors[a] = colors[b] = color
+        if 0 <= a < num_joints and 0 <= b < num_joints:
+            colors[a] = colors[b] = color
     return colors
 
 
@@ -33,7 +38,7 @@ def draw_poses(image_rgb, persons, skeleton, kpt_thr=0.3, draw_boxes=True):
     """A copy of the RGB image with each person's box, limbs and keypoints whose score is >= kpt_thr.
 
     A person is a dict with 'keypoints' (K, 3) = x, y, score in image pixels and, for the box,
-    'bbox' [x, y, w, h] and optionally 'box_score'.
+    'bbox' [x, y, w, h] and optionally 'box_score'. No persons: an unchanged copy.
     """
     canvas = np.ascontiguousarray(image_rgb).copy()
     unit = max(1, int(round(max(canvas.shape[:2]) / 300)))
@@ -50,7 +55,7 @@ def draw_poses(image_rgb, persons, skeleton, kpt_thr=0.3, draw_boxes=True):
                 cv2.putText(canvas, f"{person['box_score']:.2f}", _point((x + 2, y + 12 * unit)),
                             cv2.FONT_HERSHEY_SIMPLEX, 0.4 * unit, BOX_COLOR, max(1, unit // 2), cv2.LINE_AA)
         for (a, b), color in zip(skeleton, limb_palette):
-            if shown[a] and shown[b]:
+            if 0 <= a < len(shown) and 0 <= b < len(shown) and shown[a] and shown[b]:
                 cv2.line(canvas, _point(kpts[a]), _point(kpts[b]), color, 2 * unit, cv2.LINE_AA)
         for j, color in enumerate(joint_palette):
             if shown[j]:
