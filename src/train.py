@@ -15,8 +15,12 @@ annotations/{train,val}.json, images/. Bad input exits with code 2 and one line 
 loss stops training with exit code 1, keeping the last good checkpoint.
 """
 import os
+import signal
 import sys
 from pathlib import Path
+
+if __name__ == '__main__':  # before MindSpore starts threads: the trainer takes these signals itself
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
@@ -35,7 +39,10 @@ def parse_args(argv=None):
     p.add_argument('--data_root', help='dataset folder (demo: where it is generated, default '
                                        '<checkpoint_path>/demo_data)')
     p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
-    p.add_argument('--checkpoint_path', default='output', help='output folder: checkpoints, logs, metrics')
+    p.add_argument('--checkpoint_path', help='output folder: checkpoints, logs, metrics (default output; when it '
+                                             'holds an earlier run, the next free output-2, output-3, ...)')
+    p.add_argument('--overwrite', type=str2bool, nargs='?', const=True, metavar='true|false',
+                   help='replace the run already in --checkpoint_path (default: refuse; --resume continues it)')
     p.add_argument('--epochs', type=int, help='default 210 (demo 10)')
     p.add_argument('--train_batch', type=int, help='batch size per device (default 64; mpii 32; demo 16)')
     p.add_argument('--lr', type=float, help='Adam learning rate (default 2e-3; demo 4e-3)')
@@ -69,7 +76,7 @@ def config_from_args(args):
     from litehrnet.engine.config import make_config
     return make_config(
         args.dataset, model_type=args.model_type, input_size_hw=args.target_res, data_root=args.data_root,
-        meta=args.meta, output_dir=args.checkpoint_path, epochs=args.epochs, batch_size=args.train_batch,
+        meta=args.meta, output_dir=args.checkpoint_path, overwrite=args.overwrite, epochs=args.epochs, batch_size=args.train_batch,
         lr=args.lr, milestones=args.lr_steps, warmup_iters=args.warmup_iters, val_interval=args.val_interval,
         save_interval=args.save_interval, save_checkpoint_steps=args.save_checkpoint_steps,
         flip_test=args.flip_test, seed=args.seed, workers=args.workers,
@@ -78,13 +85,17 @@ def config_from_args(args):
 
 
 def run(args):
-    """Train as the arguments say; a stopped run (NaN loss) exits with code 1 and one line."""
-    from litehrnet.engine.trainer import TrainingStopped, train
+    """Train as the arguments say; a stopped run (NaN loss, full disk) exits with code 1 and one line,
+    an interrupted one (Ctrl-C, SIGTERM: last.ckpt saved) with 130 / 143."""
+    from litehrnet.engine.trainer import TrainingInterrupted, TrainingStopped, train
     try:
         train(config_from_args(args))
     except TrainingStopped as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return e.exit_code
     return 0
 
 

@@ -165,7 +165,13 @@ def _atomic_save(save_obj, path, append_dict=None):
     path = os.fspath(path)
     # MindSpore appends ".ckpt" to any other name, so the temporary name ends with it too.
     with atomic_path(path, suffix=".tmp.ckpt") as tmp:
-        ms.save_checkpoint(save_obj, tmp, append_dict=append_dict, crc_check=True)
+        try:
+            ms.save_checkpoint(save_obj, tmp, append_dict=append_dict, crc_check=True)
+        finally:  # MindSpore writes <name>.tmp and renames it: a failed write leaves it behind
+            leftover = tmp[:-len(".ckpt")] + ".tmp"
+            if os.path.exists(leftover):
+                os.chmod(leftover, 0o600)
+                os.remove(leftover)
     return path
 
 

@@ -21,7 +21,8 @@ class TrainConfig:
     dataset: str = 'coco'                # coco | mpii | demo | custom (layouts in data/coco.py)
     data_root: str = None
     meta: str = None                     # custom: keypoint metadata (.json/.yaml)
-    output_dir: str = 'output'
+    output_dir: str = None               # None: 'output', or the next free 'output-N' when it holds a run
+    overwrite: bool = False              # replace the run already in output_dir
     epochs: int = 210
     batch_size: int = 64                 # per device
     lr: float = 2e-3

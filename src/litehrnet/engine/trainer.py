@@ -15,6 +15,9 @@ import json
 import logging
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from .schedule import step_lr
 from .state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
 from ..fileio import write_json_atomic
 from .examples import draw_examples
+from .rundir import RunLock, choose_output_dir, remove_stale_temporaries
 
 LOSS_SCALE = 1024.0  # static loss scale of mixed-precision training (GPU/Ascend)
 
@@ -57,7 +61,20 @@ COCO_METRIC = MainMetric('AP', 'AP', 'validation AP', (0.0, 1.0), '.4f', 'result
 
 
 class TrainingStopped(RuntimeError):
-    """Training could not go on (a non-finite loss); the message names the last good checkpoint."""
+    """Training could not go on (a non-finite loss, a full disk); the message names the last good checkpoint."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM: the run stopped after the current step and saved last.ckpt to resume from."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM
+
+
+def _distributed():
+    return int(os.environ.get('MS_WORKER_NUM', '1')) > 1
 
 
 def setup_context(config):
@@ -146,8 +163,23 @@ class Trainer:
     """One training job (see the module docstring); `run()` trains and returns the final metrics."""
 
     def __init__(self, config):
-        self.cfg = config
-        self.out = Path(config.output_dir)
+        out, folder_note = choose_output_dir(config.output_dir, bool(config.resume), config.overwrite,
+                                             _distributed())
+        self.cfg = config = dataclasses.replace(config, output_dir=str(out))
+        self.out = out
+        self.rank, self.group_size = setup_context(config)
+        self.main = self.rank == 0
+        self.lock = RunLock(self.out)
+        notes = [folder_note] if folder_note else []
+        if self.main:  # rank 0 holds the folder for the whole job
+            notes.append(self.lock.acquire())
+        try:
+            self._setup(config, [n for n in notes if n])
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _setup(self, config, notes):
         self.out.mkdir(parents=True, exist_ok=True)
         train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
         if config.dataset == 'mpii':
@@ -158,9 +190,12 @@ class Trainer:
                                                  seed=config.seed, meta=config.meta)
         self.metric = MAIN_METRICS.get(config.dataset, COCO_METRIC)
         self.info = self.train_set.info
-        self.rank, self.group_size = setup_context(config)
-        self.main = self.rank == 0
         self.log = _logger(self.out, self.rank, self.group_size)
+        for note in notes:
+            self.log.info(note)
+        if config.resume and self.main:
+            for path in remove_stale_temporaries(self.out):
+                self.log.info(f"removed {path}, a temporary file left by an interrupted write")
         ms.set_seed(config.seed)
         mds.config.set_seed(config.seed)
         self.net = create_model(config.model_type, num_joints=self.info.num_joints, pretrained=config.pretrained,
@@ -172,6 +207,7 @@ class Trainer:
         self.history = []
         self.last_saved = None  # (path, step) of the newest checkpoint with training state
         self.final_metrics = None
+        self.signal = None  # SIGINT/SIGTERM received: stop after the current step
 
     # --- setup -------------------------------------------------------------------------------------
     def _build(self, start_step):
@@ -218,11 +254,20 @@ class Trainer:
         if not self.main:
             return
         path = self.out / name
-        if with_state:
-            save_training_checkpoint(path, self.net, self.optimizer, self._counters())
-            self.last_saved = (path, self.step)
-        else:
-            save_training_checkpoint(path, self.net)
+        try:
+            if with_state:
+                save_training_checkpoint(path, self.net, self.optimizer, self._counters())
+                self.last_saved = (path, self.step)
+            else:
+                save_training_checkpoint(path, self.net)
+        except OSError as e:
+            raise TrainingStopped(f"could not write {path} ({e.strerror or e}): training stopped; "
+                                  f"{self._last_good()}") from None
+
+    def _last_good(self):
+        if self.last_saved:
+            return f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
+        return "no checkpoint had been written yet"
 
     def _write_history(self):
         write_json_atomic(self.out / 'history.json', self.history, indent=1, allow_nan=True)
@@ -278,16 +323,60 @@ class Trainer:
         self._write_history()
 
     def _stop(self, loss, epoch):
-        if self.last_saved:
-            good = f"the last good checkpoint is {self.last_saved[0]} (step {self.last_saved[1]})"
-        else:
-            good = "no checkpoint had been written yet"
-        raise TrainingStopped(f"loss is {loss} at epoch {epoch}, step {self.step}: training stopped; {good}. "
-                              f"Lower the learning rate or check the data")
+        raise TrainingStopped(f"loss is {loss} at epoch {epoch}, step {self.step}: training stopped; "
+                              f"{self._last_good()}. Lower the learning rate or check the data")
+
+    def _interrupted(self, epoch):
+        """Save last.ckpt at the current step and stop (SIGINT / SIGTERM)."""
+        self._save('last.ckpt')
+        name = signal.Signals(self.signal).name
+        message = f"interrupted ({name}) at epoch {epoch} step {self.step}; resume with --resume"
+        self.log.info(message)
+        raise TrainingInterrupted(message, self.signal)
+
+    def _on_signal(self, signum, frame=None):
+        if self.signal is not None and signum == signal.SIGINT:
+            if frame is None:  # the watcher thread: end the process at once
+                print("second interrupt: stopped at once, without saving", file=sys.stderr, flush=True)
+                os._exit(128 + signum)
+            raise KeyboardInterrupt  # a second Ctrl-C does not wait for the step
+        self.signal = signum
+        self.log.info(f"{signal.Signals(signum).name} received: stopping after the current step")
+
+    def _watch_signals(self):
+        """Turn SIGINT / SIGTERM into a request to stop after the current step; returns handlers to restore.
+
+        MindSpore installs its own SIGINT handler around every graph run (it turns Ctrl-C into SIGTERM), so
+        the command line blocks both signals in every thread before MindSpore starts (see src/train.py),
+        and a watcher thread takes them with sigwait. Otherwise (the Python API) plain handlers are used.
+        """
+        stops = {signal.SIGINT, signal.SIGTERM}
+        if stops <= set(signal.pthread_sigmask(signal.SIG_BLOCK, [])):
+            threading.Thread(target=self._wait_signals, args=(stops,), daemon=True, name='signals').start()
+            return {}
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {s: signal.signal(s, self._on_signal) for s in stops}
+
+    def _wait_signals(self, stops):
+        while True:
+            self._on_signal(signal.sigwait(stops))
 
     # --- the loop -----------------------------------------------------------------------------------
     def run(self):
-        """Train from scratch, from pretrained weights, or on from a checkpoint; returns the final metrics."""
+        """Train from scratch, from pretrained weights, or on from a checkpoint; returns the final metrics.
+
+        SIGINT / SIGTERM stop the run after the current step with last.ckpt saved (TrainingInterrupted).
+        """
+        previous = self._watch_signals()
+        try:
+            return self._run()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.lock.release()
+
+    def _run(self):
         cfg = self.cfg
         resumed = self._resume() if cfg.resume else None
         self._build(self.step)
@@ -323,10 +412,15 @@ class Trainer:
             bar.set_postfix(loss=f"{self.epoch_loss[0] / self.epoch_loss[1]:.3g}", lr=f"{self.lr[self.step - 1]:.2e}",
                             img_s=f"{batch_images / max(toc - tic, 1e-9):.1f}", refresh=False)
             bar.update(1)
+            if self.signal is not None:
+                bar.close()
+                self._interrupted(epoch)
             if self.step % self.steps_per_epoch == 0:
                 bar.close()
                 bar = None
                 self._end_epoch(epoch, time.time() - epoch_start, epoch_images)
+                if self.signal is not None and self.step < self.total_steps:
+                    self._interrupted(epoch)
                 epoch_start, epoch_images = time.time(), 0
             elif cfg.save_checkpoint_steps and self.step % cfg.save_checkpoint_steps == 0:
                 self._save('last.ckpt')
