@@ -157,11 +157,12 @@ def one_euro_reference(xs, ts, min_cutoff, beta, d_cutoff):
 def test_one_euro_filter_against_its_equations():
     # changing speed (still, slow, fast, reversing) and uneven sampling periods
     ts = [0.0, 1 / 30, 2 / 30, 3 / 30, 0.2, 0.25, 0.3, 0.4]
-    xs = np.array([[10.0, 10, 12, 15, 40, 80, 60, 61],      # first element: accelerating, then back
-                   [-5.0, -5, -5, -5, -5, -5, -5, -5]]).T   # second: at rest
+    xs = np.array([[10.0, 10, 12, 15, 40, 80, 60, 61],      # accelerating, then back
+                   [-5.0, -5, -5, -5, -5, -5, -5, -5],      # at rest
+                   [50.0, 50, 45, 30, 10, 0, -5, -5]]).T    # falling: a negative derivative
     f = OneEuroFilter(min_cutoff=1.2, beta=0.05, d_cutoff=1.5)
     got = np.array([f(x, t) for x, t in zip(xs, ts)])
-    for k in range(2):
+    for k in range(3):
         np.testing.assert_allclose(got[:, k], one_euro_reference(xs[:, k], ts, 1.2, 0.05, 1.5), rtol=1e-12)
     assert got[0, 0] == 10 and np.allclose(got[:, 1], -5)  # first sample passes; a constant stays
     # one step by hand: sample 2 (x 10 -> 12 after x_hat 10, Te 1/30)
