@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
-from litehrnet.onnx_detector import (OnnxYoloDetector, box_nms, grid_cells, letterbox, onnxruntime_module,
-                                     parse_detector_spec, recognise_layout)
+from litehrnet.onnx_detector import (OnnxYoloDetector, box_nms, grid_cells, letterbox, onnx_input_shape,
+                                     onnxruntime_module, parse_detector_spec, recognise_layout)
 
 IMAGE_HW = (480, 640)
 INPUT_HW = (320, 320)
@@ -183,6 +183,11 @@ def test_layout_recognition_from_shapes():
     assert recognise_layout((1, 8400, 85), (640, 640)) == 'yolox'
     assert recognise_layout((1, 5, 8400), (640, 640)) == 'yolov8'  # one-class YOLOv8
     assert recognise_layout((1, 3 * 8500, 85), (640, 640)) == 'yolov5'  # P6: strides 8..64
+    assert recognise_layout((1, 84, 8500), (640, 640)) == 'yolov8'
+    with pytest.raises(ValueError, match="unrecognised"):
+        recognise_layout((1, 8500, 85), (640, 640))  # no raw YOLOX decoding for a stride-64 level
+    with pytest.raises(ValueError, match="unrecognised"):
+        recognise_layout((1, 300, 6), (640, 640))  # an end-to-end (NMS inside) export: not supported
     assert recognise_layout((1, 84, 2100), (320, 320)) == 'yolov8'
     with pytest.raises(ValueError, match=r"\(1, 84, 84\) for a 64x64 input fits yolov8 and yolox"):
         recognise_layout((1, 84, 84), (64, 64))
@@ -274,3 +279,34 @@ def test_parse_detector_spec():
         parse_detector_spec('onnx:')
     with pytest.raises(ValueError, match="unknown detector 'yolo'"):
         parse_detector_spec('yolo')
+
+
+def _varint(n):
+    n &= (1 << 64) - 1  # int64 as protobuf writes it (a negative value takes ten bytes)
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _msg(number, payload):
+    """A length-delimited protobuf field (payload: bytes) or a varint field (payload: int)."""
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def test_input_shape_read_from_the_protobuf(tmp_path):
+    """Graph inputs that are initializers are skipped; symbolic and -1 dims read as None."""
+    dims = [_msg(1, _msg(1, 1)), _msg(1, _msg(2, b'height')), _msg(1, _msg(1, -1)), _msg(1, _msg(1, 640))]
+    tensor_type = _msg(1, _msg(1, 1) + _msg(2, b''.join(dims)))
+    graph = (_msg(5, _msg(8, b'weight') + _msg(9, b'\x00' * 16))
+             + _msg(11, _msg(1, b'weight') + _msg(2, _msg(1, _msg(1, 1))))
+             + _msg(11, _msg(1, b'images') + _msg(2, tensor_type)))
+    path = tmp_path / 'm.onnx'
+    path.write_bytes(_msg(1, 8) + _msg(7, graph))
+    assert onnx_input_shape(path) == [1, None, None, 640]
+    path.write_bytes(b'\xff\xff garbage')
+    assert onnx_input_shape(path) is None

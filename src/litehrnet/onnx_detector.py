@@ -25,8 +25,8 @@ letterboxed in the centre (ultralytics: aspect kept, padded with 114); YOLOX get
 placed in the top-left corner, padded with 114 (YOLOX's `preproc`).
 
 When the layout is not named it is recognised from the output shape and the input size: the box axis
-must hold exactly G (yolov8, yolox) or 3G (yolov5) entries, also counting a stride-64 level (P6
-models). A shape no layout fits, or one that several fit (only possible for tiny inputs, e.g.
+must hold exactly G (yolov8, yolox) or 3G (yolov5) entries; for yolov5 and yolov8 also G counted
+with a stride-64 level (P6 models; raw YOLOX outputs are decoded for strides 8/16/32 only). A shape no layout fits, or one that several fit (only possible for tiny inputs, e.g.
 (1, 84, 84) for a 64x64 input), is an error asking to name the layout.
 
 A row is kept when its best class is `class_id` (ultralytics' and YOLOX's single-label rule) and its
@@ -170,7 +170,7 @@ def recognise_layout(shape, input_hw):
     grids = {grid_cells(input_hw), grid_cells(input_hw, P6_STRIDES)}
     fits = [name for name, ok in (('yolov5', a in {3 * g for g in grids} and b >= 6),
                                   ('yolov8', b in grids and a >= 5),
-                                  ('yolox', a in grids and b >= 6)) if ok]
+                                  ('yolox', a == grid_cells(input_hw) and b >= 6)) if ok]
     size = f"{input_hw[0]}x{input_hw[1]}"
     if len(fits) == 1:
         return fits[0]
@@ -291,8 +291,8 @@ def onnx_input_shape(path):
             shape = _sub(_sub(_sub(info, 2)[0], 1)[0], 2)[0]
             dims = []
             for dim in _sub(shape, 1):
-                values = [v for n, w, v in _fields(dim) if n == 1 and w == 0]
-                dims.append(int(values[0]) if values and values[0] > 0 else None)
+                values = [v - (1 << 64) if v >= 1 << 63 else v for n, w, v in _fields(dim) if n == 1 and w == 0]
+                dims.append(int(values[0]) if values and values[0] > 0 else None)  # -1, 0, symbolic: None
             return dims
     except (IndexError, ValueError, UnicodeDecodeError):
         return None
