@@ -6,12 +6,15 @@ boxes it "detects" are chosen by the test; the detector must letterbox a 480x640
 boxes back to exactly the chosen image boxes.
 """
 import os
+from types import SimpleNamespace
 
+import cv2
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn, ops
 
+from litehrnet import onnx_detector
 from litehrnet.onnx_detector import (OnnxYoloDetector, box_nms, grid_cells, letterbox, onnx_input_shape,
                                      onnxruntime_module, parse_detector_spec, recognise_layout)
 
@@ -241,6 +244,28 @@ def test_onnxruntime_missing_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="onnxruntime is not installed"):
         OnnxYoloDetector(path, backend='onnxruntime')
     assert OnnxYoloDetector(path).runner.name == 'opencv'  # 'auto' falls back
+
+
+def test_auto_backend_prefers_onnxruntime_when_importable(tmp_path, monkeypatch):
+    """With an onnxruntime stand-in (InferenceSession API, run by OpenCV) 'auto' takes it and decodes the same."""
+    class Session:
+        def __init__(self, path, providers):
+            assert providers == ['CPUExecutionProvider']
+            self.net = cv2.dnn.readNetFromONNX(path)
+
+        def get_inputs(self):
+            return [SimpleNamespace(name='x')]
+
+        def run(self, names, feed):
+            assert names is None and list(feed) == ['x'] and feed['x'].dtype == np.float32
+            self.net.setInput(feed['x'])
+            return [self.net.forward()]
+
+    monkeypatch.setattr(onnx_detector, 'onnxruntime_module', lambda: SimpleNamespace(InferenceSession=Session))
+    det = OnnxYoloDetector(export(tmp_path, 'v5', rows_v5(CENTRE_PAD)), score_thr=0.3, nms_iou=0.5)
+    assert det.runner.name == 'onnxruntime' and '(onnxruntime,' in det.description
+    np.testing.assert_allclose(det.boxes(image())[0], expected_boxes_scores()[0], atol=1e-4)
+    assert OnnxYoloDetector(det.path, backend='opencv').runner.name == 'opencv'
 
 
 def test_input_size_must_match_a_static_model(tmp_path):

@@ -191,9 +191,9 @@ def _check_shape(layout, shape):
         raise ValueError(f"detector output shape {_shape_text(shape)} is not a {layout} output {expected}")
 
 
-def _yolox_is_decoded(rows, cells, strides):
-    """Whether YOLOX rows hold input pixels already (exported with decode_in_inference) or raw offsets."""
-    xy = rows[:, :2]
+def _yolox_is_decoded(xywh, cells, strides):
+    """Whether YOLOX boxes hold input pixels already (exported with decode_in_inference) or raw offsets."""
+    xy = xywh[:, :2]
     raw_fit = (np.abs(xy - 0.5) <= 3).all(1).sum()
     decoded_fit = (np.abs(xy / strides - cells - 0.5) <= 3).all(1).sum()
     return decoded_fit > raw_fit
@@ -219,7 +219,7 @@ def decode_output(output, layout, input_hw, class_id, score_thr, yolox_decoded=N
     keep = (best == class_id) & (score > score_thr)
     if layout == 'yolov5':
         keep &= rows[:, 4] > score_thr
-    xywh = rows[:, :4]
+    xywh = rows[keep, :4]
     if layout == 'yolox':
         if len(rows) != grid_cells(input_hw):
             if yolox_decoded is False or yolox_decoded is None:
@@ -227,12 +227,10 @@ def decode_output(output, layout, input_hw, class_id, score_thr, yolox_decoded=N
                                  f"{grid_cells(input_hw)} boxes for a {input_hw[0]}x{input_hw[1]} input "
                                  f"(strides {STRIDES}); pass yolox_decoded=True if it holds pixels")
         else:
-            cells, strides = _grid(input_hw)
-            decoded = (_yolox_is_decoded(rows[keep], cells[keep], strides[keep])
-                       if yolox_decoded is None else yolox_decoded)
+            cells, strides = (a[keep] for a in _grid(input_hw))
+            decoded = _yolox_is_decoded(xywh, cells, strides) if yolox_decoded is None else yolox_decoded
             if not decoded:
                 xywh = np.concatenate([(xywh[:, :2] + cells) * strides, np.exp(xywh[:, 2:]) * strides], 1)
-    xywh = xywh[keep]
     boxes = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
     return boxes, score[keep]
 
