@@ -6,7 +6,7 @@ matched to the live tracks by a similarity that mixes box IoU and keypoint OKS,
     similarity = (iou_weight * IoU + oks_weight * OKS) / (iou_weight + oks_weight),
 
 with Hungarian assignment (scipy's linear_sum_assignment, maximising the total similarity); a pair
-below `sim_thr` is no match. With `motion=True` a track is compared where it should be now: its last
+not above `sim_thr` is no match. With `motion=True` a track is compared where it should be now: its last
 box and keypoints moved by its box centre's velocity (pixels per frame, from its last two sightings)
 times the frames since it was last seen. This is what keeps two people apart when they cross: just
 after the crossing each one's last box overlaps the *other* person best. OKS tells apart people whose
@@ -164,7 +164,8 @@ class PoseTracker:
     """Frame-to-frame identities of people by box IoU + keypoint OKS with Hungarian assignment.
 
     iou_weight, oks_weight: the mix of the similarity (OKS needs keypoints; without them IoU alone).
-    sim_thr: the lowest similarity that is still a match. max_missed: frames a track survives unmatched.
+    sim_thr: a pair must score above it to match. max_missed: consecutive frames a track survives
+    unmatched (a person unseen for up to max_missed frames keeps the id; ids are never reused).
     motion: compare tracks at their constant-velocity predicted places. sigmas: OKS sigmas per keypoint
     (default COCO's 17). kpt_thr: only detected keypoints scoring above it count in OKS (None: all).
     smooth: One-Euro filter per track (min_cutoff, beta, d_cutoff); fps gives the filter's timestamps
