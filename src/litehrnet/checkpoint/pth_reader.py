@@ -8,6 +8,7 @@ use are resolved, each to a local stand-in; any other global is refused before a
 """
 import collections
 import functools
+import math
 import os
 import pickle
 import tarfile
@@ -114,7 +115,7 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
         ("builtins", "complex"): complex,
-        ("builtins", "bytearray"): bytearray,
+        ("builtins", "bytearray"): _bytearray,
         ("_codecs", "encode"): _latin1_encode,  # protocol-2 pickles spell bytes as encode(str, 'latin1')
     }
     for name, dtype in _STORAGE_DTYPES.items():
@@ -129,6 +130,13 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     allowed[("numpy", "dtype")] = np.dtype
     allowed[("numpy", "ndarray")] = np.ndarray
     return allowed
+
+
+def _bytearray(source=b"", *args):
+    """bytearray of existing data only: ``bytearray(n)`` would allocate n bytes that the file never held."""
+    if isinstance(source, int):
+        raise pickle.UnpicklingError(f"bytearray({source}) would allocate memory the file does not hold")
+    return bytearray(source, *args)
 
 
 def _latin1_encode(text, encoding="latin1"):
@@ -212,6 +220,9 @@ def _to_array(path: Path, name: str, ref: _TensorRef, raw: bytes, byteorder: str
         raise ValueError(f"{path}: storage record {ref.storage.key} holds {len(raw)} bytes, "
                          f"tensor '{name}' needs {begin + nbytes}")
     dtype = np.dtype(_RAW_DTYPES[ref.dtype]).newbyteorder(byteorder)
+    declared = math.prod(ref.size) * dtype.itemsize  # Python ints: no overflow
+    if declared > max(len(raw), os.path.getsize(path)):  # e.g. a huge shape over zero strides
+        raise ValueError(f"{path}: tensor '{name}' declares {declared} bytes of data, more than the file holds")
     flat = np.frombuffer(raw, dtype=dtype, count=nbytes // dtype.itemsize, offset=begin)
     if 0 in ref.size:
         array = np.zeros(ref.size, dtype)
@@ -263,6 +274,7 @@ def _read_legacy(path: Path) -> Dict[str, np.ndarray]:
         return storage
 
     with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
         if _unpickle(path, file) != _LEGACY_MAGIC:
             raise ValueError(f"{path}: not a PyTorch checkpoint (no zip archive and no legacy magic number)")
         if _unpickle(path, file) != _LEGACY_PROTOCOL:
@@ -281,14 +293,16 @@ def _read_legacy(path: Path) -> Dict[str, np.ndarray]:
                 raise ValueError(f"{path}: truncated before storage record {key}")
             nbytes = int.from_bytes(header, "little" if byteorder == "<" else "big")
             nbytes *= np.dtype(_RAW_DTYPES[storage_dtypes[key]]).itemsize
+            left = size - file.tell()
+            if nbytes > left:  # checked before reading: a declared size never allocates beyond the file
+                raise ValueError(f"{path}: storage record {key} declares {nbytes} bytes, the file has {left} left "
+                                 "(truncated or corrupt)")
             if key in needed:
                 raws[key] = file.read(nbytes)
                 if len(raws[key]) < nbytes:
                     raise ValueError(f"{path}: truncated inside storage record {key}")
             else:
                 file.seek(nbytes, 1)
-        if file.tell() > os.fstat(file.fileno()).st_size:
-            raise ValueError(f"{path}: truncated inside the last storage record")
     return {name: _to_array(path, name, ref, raws[ref.storage.key], byteorder) for name, ref in tensors.items()}
 
 
