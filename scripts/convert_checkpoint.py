@@ -18,7 +18,8 @@ from litehrnet.cli import ArgParser, resolution, run_main  # noqa: E402
 def parse_args(argv=None):
     p = ArgParser(prog="convert_checkpoint.py", description=__doc__.split("\n")[0])
     p.add_argument("--model_type", required=True, help="model type, alias, or architecture config file")
-    p.add_argument("--input", required=True, help="checkpoint to convert (any supported format)")
+    p.add_argument("--input", required=True, help="checkpoint to convert (any supported format; a published name "
+                                                  "or URL is downloaded)")
     p.add_argument("--output", required=True, help="where to write this project's .ckpt")
     p.add_argument("--num_joints", type=int, default=None,
                    help="joints of the keypoint head (default: taken from the input file)")
@@ -51,16 +52,19 @@ def run(args):
     import mindspore as ms
     import litehrnet
     from litehrnet.checkpoint.io import load_weights, read_checkpoint
+    from litehrnet.models.registry import resolve_checkpoint
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     check_output(args.output, args.input)
-    weights, scheme, _ = read_checkpoint(args.input)
+    source = resolve_checkpoint(args.input)  # a file, or a published name / URL (downloaded)
+    check_output(args.output, source)
+    weights, scheme, _ = read_checkpoint(source)
     joints = args.num_joints
     if joints is None:
         head = weights.get("keypoint_head.final_layer.weight")
         joints = int(head.shape[0]) if head is not None else 17
     net = litehrnet.create_model(args.model_type, num_joints=joints, conv_impl="native")
-    load_weights(net, weights, source=args.input)
+    load_weights(net, weights, source=source)
     expected = None
     if args.verify:  # run first: a size the model cannot take is refused before --output is written
         h, w = args.target_res

@@ -117,6 +117,11 @@ def load_config_file(path):
         raise ModelTypeError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
 
 
+def check_model_type(model_type):
+    """Refuse an unknown model type or a broken architecture file (one-line ModelTypeError) without building."""
+    _resolve_config(model_type)
+
+
 def _resolve_config(model_type):
     if isinstance(model_type, dict):
         return "custom", validate_config(model_type)
