@@ -38,7 +38,7 @@ def check_output(output, input_path):
     if os.path.abspath(output) == os.path.abspath(input_path) or (
             os.path.exists(output) and os.path.exists(input_path) and os.path.samefile(output, input_path)):
         raise ValueError(f"{output}: refusing to overwrite the input file")
-    if os.path.exists(output) and not os.access(output, os.W_OK):
+    if os.path.isfile(output) and not (os.stat(output).st_mode & 0o222 and os.access(output, os.W_OK)):
         raise ValueError(f"{output}: --output exists and is read-only")
     parent = os.path.dirname(os.path.abspath(output))
     while not os.path.exists(parent):
