@@ -66,12 +66,10 @@ def test_a_url_never_fills_the_slot_of_a_published_name(server, tmp_path, monkey
     url = f"{base}/x/{PUBLISHED}.ckpt"
     other = registry.resolve_checkpoint(url, ckpt_dir=ckpts)
     assert read_tensors(other)["w"][0] == 1.0
-    assert other == str(url_cache_dir(ckpts, url) / f"{PUBLISHED}.ckpt")  # readable name, folder of its own
-    assert not (ckpts / f"{PUBLISHED}.ckpt").exists()
-
     published = registry.resolve_checkpoint(PUBLISHED, ckpt_dir=ckpts)
-    assert published == str(ckpts / f"{PUBLISHED}.ckpt")
     assert read_tensors(published)["w"][0] == 2.0  # not the file the URL brought
+    assert published == str(ckpts / f"{PUBLISHED}.ckpt")
+    assert other == str(url_cache_dir(ckpts, url) / f"{PUBLISHED}.ckpt")  # readable name, folder of its own
     assert hits == [f"/x/{PUBLISHED}.ckpt", f"/pub/{PUBLISHED}.ckpt"]
     # Both stay cached side by side.
     assert registry.resolve_checkpoint(url, ckpt_dir=ckpts) == other

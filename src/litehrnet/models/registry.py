@@ -75,9 +75,9 @@ def default_checkpoint_dir():
 def resolve_checkpoint(path_or_name, ckpt_dir=None):
     """A local file path for a file, a published checkpoint name, or an http(s) URL (downloaded).
 
-    A published name is cached as ``<ckpt_dir>/<name>.ckpt``; any other URL in a folder of its own
-    (``<ckpt_dir>/urls/<host>-<hash of the URL>/``), so that it can never take a published name's place.
-    A fresh download is read once before it is kept: an unreadable file is deleted, never cached.
+    A published checkpoint is cached under its file name (``<ckpt_dir>/<name>.ckpt``), any other URL in a
+    folder of its own (``<ckpt_dir>/urls/<host>-<hash of the URL>/``), so that it can never take a published
+    name's place. A fresh download is read once before it is kept: an unreadable file is deleted, never cached.
     """
     from ..checkpoint.io import CheckpointError, read_tensors
     ref = os.fspath(path_or_name)
@@ -89,8 +89,7 @@ def resolve_checkpoint(path_or_name, ckpt_dir=None):
         root = ckpt_dir or default_checkpoint_dir()
         entry = PUBLISHED.get(name)
         if entry:
-            return download(entry.url, root, sha256=entry.sha256, filename=f"{entry.name}.ckpt",
-                            validate=read_tensors)
+            return download(entry.url, root, sha256=entry.sha256, validate=read_tensors)
         return download(ref, url_cache_dir(root, ref), validate=read_tensors)
     raise CheckpointError(f"{ref}: no such file, and not a published checkpoint name or URL "
                           f"(published: {', '.join(PUBLISHED)})")
