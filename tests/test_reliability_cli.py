@@ -253,6 +253,7 @@ def _legacy_pth(state, storage_bytes_header, tail=b""):
 CRAFTED = {
     "storage_2^60": _legacy_pth(_pickled_state(4, (4,), (1,)), 1 << 60, b"\0" * 16),
     "zero_strides": _legacy_pth(_pickled_state(4, (1 << 20, 1 << 20), (0, 0)), 4, b"\0" * 16),
+    "bytes8_2^40": pickle.dumps(0x1950A86A20F9469CFC6C, 2) + b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"x" * 20,
     "bytearray": pickle.dumps(0x1950A86A20F9469CFC6C, 2)
     + b"\x80\x02cbuiltins\nbytearray\n\x8a\x06" + (1 << 44).to_bytes(6, "little") + b"\x85R.",
 }

@@ -58,11 +58,7 @@ def run_main(prog, run, args):
     try:
         return run(args)
     except (ValueError, KeyError, OSError, DownloadError) as e:  # CheckpointError, ModelTypeError: ValueErrors
-        print(f"{prog}: error: {one_line_error(e)}", file=sys.stderr)
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        first = message.strip().splitlines()[0] if message.strip() else type(e).__name__
+        print(f"{prog}: error: {first}", file=sys.stderr)
         return 2
-
-
-def one_line_error(e):
-    """The first line of an exception's message (a KeyError's key without quotes; the type when empty)."""
-    message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-    return message.strip().splitlines()[0] if message.strip() else type(e).__name__

@@ -11,6 +11,7 @@ import functools
 import math
 import os
 import pickle
+import pickletools
 import tarfile
 import types
 import zipfile
@@ -264,6 +265,34 @@ def _read_zip(path: Path) -> Dict[str, np.ndarray]:
         raise ValueError(f"{path}: truncated or corrupt zip archive ({_one_line(err)})") from None
 
 
+class _BoundedReader:
+    """A file for pickletools' scan whose reads never ask for more bytes than the file has left."""
+
+    def __init__(self, file, size: int):
+        self._file, self._size = file, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self._size - self._file.tell(), 0)
+        return self._file.read(left if n is None or n < 0 or n > left else n)
+
+    def readline(self) -> bytes:
+        return self._file.readline()
+
+
+def _check_declared_sizes(path: Path, file, size: int) -> None:
+    """Scan the next pickle's opcodes (building nothing): a length it declares beyond the file's end is an error.
+
+    The unpickler allocates a declared length before it reads, so a 100-byte file could ask for terabytes.
+    """
+    start = file.tell()
+    try:
+        for _ in pickletools.genops(_BoundedReader(file, size)):
+            pass
+    except Exception as err:  # pickletools reports short or malformed data as ValueError (mostly)
+        raise ValueError(f"{path}: corrupt pickle data ({type(err).__name__}: {_one_line(err)[:200]})") from None
+    file.seek(start)
+
+
 def _read_legacy(path: Path) -> Dict[str, np.ndarray]:
     """Read the legacy stream format; storages follow the pickle, so tensors are read after it."""
     storage_dtypes: Dict[str, str] = {}
@@ -275,14 +304,19 @@ def _read_legacy(path: Path) -> Dict[str, np.ndarray]:
 
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
-        if _unpickle(path, file) != _LEGACY_MAGIC:
+
+        def load(persistent=None):  # the pickle's declared lengths are checked against the file first
+            _check_declared_sizes(path, file, size)
+            return _unpickle(path, file, persistent)
+
+        if load() != _LEGACY_MAGIC:
             raise ValueError(f"{path}: not a PyTorch checkpoint (no zip archive and no legacy magic number)")
-        if _unpickle(path, file) != _LEGACY_PROTOCOL:
+        if load() != _LEGACY_PROTOCOL:
             raise ValueError(f"{path}: unsupported legacy torch protocol version")
-        sys_info = _unpickle(path, file)
+        sys_info = load()
         byteorder = "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
-        tensors = _select_tensors(path, _unpickle(path, file, persistent_load))
-        keys = _unpickle(path, file)
+        tensors = _select_tensors(path, load(persistent_load))
+        keys = load()
         if not isinstance(keys, list) or set(map(str, keys)) != set(storage_dtypes):
             raise ValueError(f"{path}: storage key list does not match the storages the pickle references")
         needed = {ref.storage.key for ref in tensors.values()}
