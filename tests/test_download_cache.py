@@ -83,7 +83,8 @@ def test_sidecar_records_url_and_sha256(server, tmp_path):
     _ckpt(root / "m.ckpt", 3.0)
     path = download(f"{base}/m.ckpt", tmp_path, progress=False)
     record = json.loads(sidecar_path(path).read_text())
-    assert record == {"url": f"{base}/m.ckpt", "sha256": _sha(root / "m.ckpt"), "size": (root / "m.ckpt").stat().st_size}
+    size = (root / "m.ckpt").stat().st_size
+    assert record == {"url": f"{base}/m.ckpt", "sha256": _sha(root / "m.ckpt"), "size": size}
 
 
 def test_a_cached_file_that_changed_is_downloaded_again_once(server, tmp_path, caplog):

@@ -8,7 +8,6 @@ import hashlib
 import http.server
 import importlib
 import json
-import os
 import pickle
 import re
 import socket
@@ -22,7 +21,6 @@ import cv2
 import numpy as np
 import pytest
 
-from litehrnet.checkpoint.io import save_tensors
 from litehrnet.engine.config import DEMO_MODEL
 from litehrnet.models import registry
 

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -93,8 +94,11 @@ def download(url: str, dest_dir, sha256: Optional[str] = None, filename: Optiona
     else:
         side.unlink(missing_ok=True)  # a sidecar left without its file
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary name keeps the file's suffix: MindSpore reads only names ending in .ckpt.
-    part = dest.with_name(f".{dest.stem}.part{dest.suffix}")
+    # A unique temporary name (concurrent downloads, e.g. the ranks of one job, never share it) that keeps
+    # the file's suffix: MindSpore reads only names ending in .ckpt.
+    fd, part = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.stem}.", suffix=f".part{dest.suffix}")
+    os.close(fd)
+    part = Path(part)
     try:
         _fetch(url, part, dest, progress)
         actual = sha256_file(part)
@@ -110,6 +114,7 @@ def download(url: str, dest_dir, sha256: Optional[str] = None, filename: Optiona
                                     f"(it would have been {dest})") from None
         # The sidecar first: a crash between the two leaves a file that does not match it (downloaded again).
         write_json_atomic(side, dict(url=url, sha256=actual, size=part.stat().st_size), indent=1)
+        os.chmod(part, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(part, dest)
     finally:
         part.unlink(missing_ok=True)
