@@ -84,12 +84,27 @@ def config_from_args(args):
         amp_level=args.amp_level, progress=args.progress)
 
 
+def check_flags(config):
+    """Refuse what would fail later (model type, --pretrained, --resume) before demo data is generated."""
+    from litehrnet.models.registry import check_model_type, resolve_checkpoint
+    check_model_type(config.model_type)
+    if config.pretrained:
+        resolve_checkpoint(config.pretrained)  # a missing file or unknown name fails here; a download happens now
+    from litehrnet.engine.rundir import DEFAULT_OUTPUT_DIR
+    resume = (Path(config.output_dir or DEFAULT_OUTPUT_DIR) / 'last.ckpt' if config.resume == 'auto'
+              else config.resume)
+    if resume and not Path(resume).is_file():
+        raise ValueError(f"{resume}: no checkpoint to resume from")
+
+
 def run(args):
     """Train as the arguments say; a stopped run (NaN loss, full disk) exits with code 1 and one line,
     an interrupted one (Ctrl-C, SIGTERM: last.ckpt saved) with 130 / 143."""
     from litehrnet.engine.trainer import TrainingInterrupted, TrainingStopped, train
+    config = config_from_args(args)
+    check_flags(config)
     try:
-        train(config_from_args(args))
+        train(config)
     except TrainingStopped as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 1

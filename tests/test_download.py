@@ -53,7 +53,8 @@ def test_download_verifies_and_reuses_the_cache(server, tmp_path, caplog):
     path = download(f'{base}/model.ckpt', tmp_path / 'ckpts', sha256=PAYLOAD_SHA.upper(), progress=False)
     assert path == str(tmp_path / 'ckpts' / 'model.ckpt')
     assert (tmp_path / 'ckpts' / 'model.ckpt').read_bytes() == PAYLOAD
-    assert sorted(p.name for p in (tmp_path / 'ckpts').iterdir()) == ['model.ckpt']  # no .part left
+    # no .part left; the sidecar records where the file came from
+    assert sorted(p.name for p in (tmp_path / 'ckpts').iterdir()) == ['model.ckpt', 'model.ckpt.json']
     assert httpd.requests == ['/model.ckpt']
     assert download(f'{base}/model.ckpt', tmp_path / 'ckpts', sha256=PAYLOAD_SHA, progress=False) == path
     assert httpd.requests == ['/model.ckpt']  # the second call made no request

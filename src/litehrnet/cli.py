@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from .checkpoint.download import DownloadError
+
 
 class ArgParser(argparse.ArgumentParser):
     """argparse whose errors are one line on stderr and exit code 2."""
@@ -51,10 +53,11 @@ def set_context(device_target, mode='graph'):
 
 
 def run_main(prog, run, args):
-    """`run(args)`'s exit code; bad input (ValueError, KeyError, OSError) becomes one line and exit code 2."""
+    """`run(args)`'s exit code; bad input (ValueError, KeyError, OSError) and a failed download (DownloadError)
+    become one line on stderr and exit code 2."""
     try:
         return run(args)
-    except (ValueError, KeyError, OSError) as e:  # CheckpointError and ModelTypeError are ValueErrors
+    except (ValueError, KeyError, OSError, DownloadError) as e:  # CheckpointError, ModelTypeError: ValueErrors
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         first = message.strip().splitlines()[0] if message.strip() else type(e).__name__
         print(f"{prog}: error: {first}", file=sys.stderr)

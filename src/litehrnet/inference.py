@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .codec import codec_for, flip_back, keypoints_to_image, shift_heatmap
 from .data.keypoints import COCO_17, MPII_16, from_coco_category, get_keypoint_info
+from .data.images import warn_if_truncated
 from .data.mpii import default_gt_mat, load_mpii_annotations, mpii_center_scale
 from .data.transforms import PIXEL_STD, clean_coco_box, preprocess, preprocess_box
 from .evaluation import (bbox_size, coco_keypoint_eval, epe, load_results, mre, pck, pckh,
@@ -118,6 +119,8 @@ def padded_area(scale):
 def read_image_rgb(path):
     """An image file as RGB uint8 HWC, or None when it is missing or unreadable."""
     image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if image is not None:
+        warn_if_truncated(path)
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

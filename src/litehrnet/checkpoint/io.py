@@ -7,9 +7,13 @@ without torch), and ``.npz`` state dicts. Loading never relies on MindSpore's
 every tensor of the network must be present with the right shape, and nothing else
 (optimizer state aside) may be in the file.
 """
+import binascii
+import contextlib
+import logging
 import os
 import re
 import zipfile
+import zlib
 
 import numpy as np
 import mindspore as ms
@@ -28,17 +32,67 @@ def _is_zip(path):
 
 
 def _read_npz(path):
-    with np.load(path, allow_pickle=False) as data:
-        return {k: np.asarray(data[k]) for k in data.files}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except ValueError as e:  # object arrays (pickled Python objects) are refused, never unpickled
+        reason = "holds object arrays (pickled Python objects), which are not read" \
+            if "allow_pickle" in str(e) else f"not a readable .npz ({_first_line(e)})"
+        raise CheckpointError(f"{path}: {reason}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointError(f"{path}: damaged .npz archive ({_first_line(e)})") from None
+    return arrays
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+@contextlib.contextmanager
+def _mindspore_errors_quiet():
+    """MindSpore logs an [ERROR] line for every unreadable .ckpt; the CheckpointError raised says it all."""
+    logger = getattr(ms.log, "_get_logger", lambda: None)()
+    level = logger.level if logger is not None else None
+    if logger is not None:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        if logger is not None:
+            logger.setLevel(level)
+
+
+def _ckpt_crc_problem(path):
+    """Why a .ckpt's own CRC (which MindSpore writes with crc_check=True) does not match, or None."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(size - 17, 0))
+        tail = f.read(17)
+        if size < 17 or tail[:7] != b"crc_num":
+            return None  # written without a checksum (e.g. by the earlier port): nothing to check
+        f.seek(0)
+        crc, left = 0, size - 17
+        while left > 0:
+            chunk = f.read(min(left, 1 << 22))
+            crc, left = binascii.crc32(chunk, crc), left - len(chunk)
+    if crc != int.from_bytes(tail[7:], "big"):
+        return "corrupt MindSpore checkpoint: its CRC checksum does not match (damaged or altered file)"
+    return None
 
 
 def _read_mindspore(path):
+    problem = _ckpt_crc_problem(path)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     try:
-        params = ms.load_checkpoint(path, crc_check=True)
+        with _mindspore_errors_quiet():
+            params = ms.load_checkpoint(path)  # the CRC was checked above
     except (ValueError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (MindSpore .ckpt, PyTorch .pth or .npz): "
-                              f"{first}") from None
+        reason = _first_line(e)
+        detail = "" if os.path.abspath(path) in reason or str(path) in reason else f" ({reason})"
+        raise CheckpointError(f"{path}: corrupt or not a checkpoint: MindSpore cannot parse it as a .ckpt{detail}, "
+                              f"and it is not a PyTorch .pth or an .npz") from None
     return {k: v.asnumpy() for k, v in params.items()}
 
 

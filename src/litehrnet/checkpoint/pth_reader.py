@@ -8,8 +8,10 @@ use are resolved, each to a local stand-in; any other global is refused before a
 """
 import collections
 import functools
+import math
 import os
 import pickle
+import pickletools
 import tarfile
 import types
 import zipfile
@@ -114,7 +116,7 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
         ("builtins", "set"): set,
         ("builtins", "frozenset"): frozenset,
         ("builtins", "complex"): complex,
-        ("builtins", "bytearray"): bytearray,
+        ("builtins", "bytearray"): _bytearray,
         ("_codecs", "encode"): _latin1_encode,  # protocol-2 pickles spell bytes as encode(str, 'latin1')
     }
     for name, dtype in _STORAGE_DTYPES.items():
@@ -129,6 +131,13 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
     allowed[("numpy", "dtype")] = np.dtype
     allowed[("numpy", "ndarray")] = np.ndarray
     return allowed
+
+
+def _bytearray(source=b"", *args):
+    """bytearray of existing data only: ``bytearray(n)`` would allocate n bytes that the file never held."""
+    if isinstance(source, int):
+        raise pickle.UnpicklingError(f"bytearray({source}) would allocate memory the file does not hold")
+    return bytearray(source, *args)
 
 
 def _latin1_encode(text, encoding="latin1"):
@@ -212,6 +221,9 @@ def _to_array(path: Path, name: str, ref: _TensorRef, raw: bytes, byteorder: str
         raise ValueError(f"{path}: storage record {ref.storage.key} holds {len(raw)} bytes, "
                          f"tensor '{name}' needs {begin + nbytes}")
     dtype = np.dtype(_RAW_DTYPES[ref.dtype]).newbyteorder(byteorder)
+    declared = math.prod(ref.size) * dtype.itemsize  # Python ints: no overflow
+    if declared > max(len(raw), os.path.getsize(path)):  # e.g. a huge shape over zero strides
+        raise ValueError(f"{path}: tensor '{name}' declares {declared} bytes of data, more than the file holds")
     flat = np.frombuffer(raw, dtype=dtype, count=nbytes // dtype.itemsize, offset=begin)
     if 0 in ref.size:
         array = np.zeros(ref.size, dtype)
@@ -253,6 +265,34 @@ def _read_zip(path: Path) -> Dict[str, np.ndarray]:
         raise ValueError(f"{path}: truncated or corrupt zip archive ({_one_line(err)})") from None
 
 
+class _BoundedReader:
+    """A file for pickletools' scan whose reads never ask for more bytes than the file has left."""
+
+    def __init__(self, file, size: int):
+        self._file, self._size = file, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(self._size - self._file.tell(), 0)
+        return self._file.read(left if n is None or n < 0 or n > left else n)
+
+    def readline(self) -> bytes:
+        return self._file.readline()
+
+
+def _check_declared_sizes(path: Path, file, size: int) -> None:
+    """Scan the next pickle's opcodes (building nothing): a length it declares beyond the file's end is an error.
+
+    The unpickler allocates a declared length before it reads, so a 100-byte file could ask for terabytes.
+    """
+    start = file.tell()
+    try:
+        for _ in pickletools.genops(_BoundedReader(file, size)):
+            pass
+    except Exception as err:  # pickletools reports short or malformed data as ValueError (mostly)
+        raise ValueError(f"{path}: corrupt pickle data ({type(err).__name__}: {_one_line(err)[:200]})") from None
+    file.seek(start)
+
+
 def _read_legacy(path: Path) -> Dict[str, np.ndarray]:
     """Read the legacy stream format; storages follow the pickle, so tensors are read after it."""
     storage_dtypes: Dict[str, str] = {}
@@ -263,14 +303,20 @@ def _read_legacy(path: Path) -> Dict[str, np.ndarray]:
         return storage
 
     with open(path, "rb") as file:
-        if _unpickle(path, file) != _LEGACY_MAGIC:
+        size = os.fstat(file.fileno()).st_size
+
+        def load(persistent=None):  # the pickle's declared lengths are checked against the file first
+            _check_declared_sizes(path, file, size)
+            return _unpickle(path, file, persistent)
+
+        if load() != _LEGACY_MAGIC:
             raise ValueError(f"{path}: not a PyTorch checkpoint (no zip archive and no legacy magic number)")
-        if _unpickle(path, file) != _LEGACY_PROTOCOL:
+        if load() != _LEGACY_PROTOCOL:
             raise ValueError(f"{path}: unsupported legacy torch protocol version")
-        sys_info = _unpickle(path, file)
+        sys_info = load()
         byteorder = "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
-        tensors = _select_tensors(path, _unpickle(path, file, persistent_load))
-        keys = _unpickle(path, file)
+        tensors = _select_tensors(path, load(persistent_load))
+        keys = load()
         if not isinstance(keys, list) or set(map(str, keys)) != set(storage_dtypes):
             raise ValueError(f"{path}: storage key list does not match the storages the pickle references")
         needed = {ref.storage.key for ref in tensors.values()}
@@ -281,14 +327,16 @@ def _read_legacy(path: Path) -> Dict[str, np.ndarray]:
                 raise ValueError(f"{path}: truncated before storage record {key}")
             nbytes = int.from_bytes(header, "little" if byteorder == "<" else "big")
             nbytes *= np.dtype(_RAW_DTYPES[storage_dtypes[key]]).itemsize
+            left = size - file.tell()
+            if nbytes > left:  # checked before reading: a declared size never allocates beyond the file
+                raise ValueError(f"{path}: storage record {key} declares {nbytes} bytes, the file has {left} left "
+                                 "(truncated or corrupt)")
             if key in needed:
                 raws[key] = file.read(nbytes)
                 if len(raws[key]) < nbytes:
                     raise ValueError(f"{path}: truncated inside storage record {key}")
             else:
                 file.seek(nbytes, 1)
-        if file.tell() > os.fstat(file.fileno()).st_size:
-            raise ValueError(f"{path}: truncated inside the last storage record")
     return {name: _to_array(path, name, ref, raws[ref.storage.key], byteorder) for name, ref in tensors.items()}
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mindspore as ms
+import yaml
 
 from .configs import MODEL_CONFIGS, ModelTypeError, canonical_model_type, get_config, validate_config
 from .layers import conv_implementation
@@ -72,28 +73,52 @@ def default_checkpoint_dir():
 
 
 def resolve_checkpoint(path_or_name, ckpt_dir=None):
-    """A local file path for a file, a published checkpoint name, or an http(s) URL (downloaded)."""
-    from ..checkpoint.io import CheckpointError
+    """A local file path for a file, a published checkpoint name, or an http(s) URL (downloaded).
+
+    A published checkpoint is cached under its file name (``<ckpt_dir>/<name>.ckpt``), any other URL in a
+    folder of its own (``<ckpt_dir>/urls/<host>-<hash of the URL>/``), so that it can never take a published
+    name's place. A fresh download is read once before it is kept: an unreadable file is deleted, never cached.
+    """
+    from ..checkpoint.io import CheckpointError, read_tensors
     ref = os.fspath(path_or_name)
     if os.path.isfile(ref):
         return ref
     name = ref[:-5] if ref.endswith(".ckpt") else ref
     if name in PUBLISHED or ref.startswith(("http://", "https://")):
-        from ..checkpoint.download import download
+        from ..checkpoint.download import download, url_cache_dir
+        root = ckpt_dir or default_checkpoint_dir()
         entry = PUBLISHED.get(name)
-        url = entry.url if entry else ref
-        return download(url, ckpt_dir or default_checkpoint_dir(), sha256=entry.sha256 if entry else None)
+        if entry:
+            return download(entry.url, root, sha256=entry.sha256, validate=read_tensors)
+        return download(ref, url_cache_dir(root, ref), validate=read_tensors)
     raise CheckpointError(f"{ref}: no such file, and not a published checkpoint name or URL "
                           f"(published: {', '.join(PUBLISHED)})")
 
 
 def load_config_file(path):
-    """An architecture config from a .json or .yaml file (see README: custom widths and depths)."""
-    with open(path) as f:
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
-            return yaml.safe_load(f)
-        return json.load(f)
+    """An architecture config from a .json or .yaml file (see README: custom widths and depths).
+
+    A file that is not valid JSON/YAML is a one-line ModelTypeError naming it and the place of the error.
+    """
+    try:
+        with open(path) as f:
+            if str(path).endswith((".yaml", ".yml")):
+                return yaml.safe_load(f)
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ModelTypeError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ModelTypeError(f"{path}: not valid YAML ({problem}{where})") from None
+    except UnicodeDecodeError as e:
+        raise ModelTypeError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
+
+
+def check_model_type(model_type):
+    """Refuse an unknown model type or a broken architecture file (one-line ModelTypeError) without building."""
+    _resolve_config(model_type)
 
 
 def _resolve_config(model_type):
