@@ -122,10 +122,11 @@ def read_backbone_weights(path, n_channels_in=3):
 
     Reads the ImageNet classification HRNet of the official code, timm (.pth or .safetensors) and
     mindcv (.ckpt), and the backbone of any pose file. The dropped names (original spelling) are the
-    classification-only tensors, or a pose file's ``keypoint_head.final_layer.*``; ``summarize_dropped`` puts them in one
-    line. Every backbone tensor is required; with ``n_channels_in`` != the file's, ``conv1`` is adapted.
+    classification-only tensors, or a pose file's ``keypoint_head.final_layer.*``; ``summarize_dropped``
+    puts them in one line. Every backbone tensor is required; with ``n_channels_in`` other than the
+    file's, ``conv1`` is adapted.
     """
-    weights, scheme, _, classification_only = _convert(path)
+    weights, _, _, classification_only = _convert(path)
     unknown = sorted(k for k in weights if not k.startswith(("backbone.", "keypoint_head.")))
     if unknown:
         raise CheckpointError(f"{path}: {len(unknown)} tensors that belong to no HRNet part "
