@@ -223,8 +223,8 @@ def hrnet_to_project(tensors):
         scheme = "hrnet-official-train"
     elif "head." in heads:
         scheme = "hrnet-mmpose1"
-    elif prefixed:
-        scheme = "hrnet-mmpose0" if torch_bn or "keypoint_head." in heads else "project"
+    elif prefixed:  # torch BatchNorm names: mmpose 0.x; MindSpore ones: this project's own file
+        scheme = "hrnet-mmpose0" if torch_bn else "project"
     else:
         scheme = "hrnet-official" if torch_bn else "hrnet-mindspore"
     return weights, scheme, other, classification_only
