@@ -443,3 +443,13 @@ def test_archive_prefix_of_any_name(tmp_path):
         for key, raw in raws.items():
             archive.writestr(f'my_model/data/{key}', raw)
     assert_same(read_pth(tmp_path / 'model.pth'), expected)
+
+
+def test_protocol_2_builtin_containers(tmp_path):
+    """torch.save (protocol 2) spells builtins '__builtin__': a set in the meta is read as the real set."""
+    checkpoint, raws, _, expected = sample()
+    buffer = io.BytesIO()
+    MMEnginePickler(buffer).dump({'state_dict': checkpoint['state_dict'], 'meta': {'keys': {1, 2}}})
+    assert b'__builtin__\nset' in buffer.getvalue()
+    write_zip(tmp_path / 'set.pth', None, raws, pickle_bytes=buffer.getvalue())
+    assert_same(read_pth(tmp_path / 'set.pth'), expected)

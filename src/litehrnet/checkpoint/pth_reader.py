@@ -119,11 +119,9 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
         ("torch", "device"): _device,
         ("torch", "Size"): tuple,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-        ("builtins", "complex"): complex,
-        ("builtins", "bytearray"): bytearray,
     }
+    for builder in (set, frozenset, complex, bytearray):  # protocol-2 pickles spell builtins '__builtin__'
+        allowed[("builtins", builder.__name__)] = allowed[("__builtin__", builder.__name__)] = builder
     for name, dtype in _STORAGE_DTYPES.items():
         allowed[("torch", name)] = _StorageType(dtype)
     allowed[("torch.storage", "UntypedStorage")] = _StorageType("uint8")  # how torch >= 2 spells it

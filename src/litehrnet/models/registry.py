@@ -152,12 +152,11 @@ def default_checkpoint_dir():
 
 
 def _downloadable_alternative(entry):
-    """The name of a downloadable file with the same model, data set and input size, if there is one."""
-    for other in PUBLISHED.values():
-        if (other.url and (other.model_type, other.dataset, other.input_size)
-                == (entry.model_type, entry.dataset, entry.input_size)):
-            return other.name
-    return None
+    """The downloadable file with the same model, data set and input size and the best published figure."""
+    key = (entry.model_type, entry.dataset, entry.input_size)
+    same = [o for o in PUBLISHED.values() if o.url and (o.model_type, o.dataset, o.input_size) == key]
+    best = max(same, key=lambda o: -1.0 if o.value is None else o.value, default=None)
+    return best.name if best else None
 
 
 def resolve_checkpoint(path_or_name, ckpt_dir=None):
