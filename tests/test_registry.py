@@ -186,3 +186,16 @@ def test_unknown_name_lists_aliases_too():
     with pytest.raises(litehrnet.CheckpointError) as e:
         registry.resolve_checkpoint("hrnet_w64_256x192")
     assert "hrnet_w32_256x256" in str(e.value) and "hrnet_w32_coco_256x192_mmpose1" in str(e.value)
+
+
+def test_readme_lists_every_zoo_entry():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in ZOO_NAMES:
+        entry = registry.PUBLISHED[name]
+        row = next((line for line in readme.splitlines() if line.startswith(f"| {name} |")), None)
+        assert row is not None, name
+        assert (entry.sha256 or entry.filename) in row
+        assert ("not published" in row) if entry.value is None else (f"{entry.value:.3f}" in row)
+    for alias, name in registry.PRETRAINED_ALIASES.items():
+        assert f"`{alias}` = {name}" in readme
