@@ -166,6 +166,14 @@ def test_incomplete_backbone_is_refused(tmp_path):
     with pytest.raises(litehrnet.CheckpointError) as e:
         read_backbone_weights(tmp_path / "partial.safetensors")
     assert "stage3.0.branches.1.0.bn2.moving_variance" in str(e.value) and "partial.safetensors" in str(e.value)
+    for lost, named in [("layer1.0.downsample.0.weight", "layer1.0.downsample.0.weight"),
+                        ("transition2.2.0.1.weight", "transition2.2.0.1.gamma"),  # a whole BatchNorm
+                        ("stage2.0.fuse_layers.1.0.0.0.weight", "stage2.0.fuse_layers.1.0.0.0.weight")]:
+        cut = {k: v for k, v in official.items() if not k.startswith(lost.rsplit(".", 1)[0] + ".")}
+        _save_safetensors(tmp_path / "cut.safetensors", cut)
+        with pytest.raises(litehrnet.CheckpointError, match="incomplete HRNet backbone") as e:
+            read_backbone_weights(tmp_path / "cut.safetensors")
+        assert named in str(e.value), (lost, str(e.value))
     no_stage4 = {k: v for k, v in official.items() if not k.startswith("stage4.")}
     _save_safetensors(tmp_path / "no_stage4.safetensors", no_stage4)
     with pytest.raises(litehrnet.CheckpointError, match="incomplete HRNet backbone: no stage4"):

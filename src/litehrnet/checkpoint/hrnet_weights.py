@@ -85,18 +85,38 @@ def read_pose_weights(path):
     return weights, description
 
 
+def _conv_of(bn_module):
+    """The convolution a BatchNorm follows: ``x.bnK`` after ``x.convK``, ``x.<d>`` after ``x.<d-1>``."""
+    parent, _, last = bn_module.rpartition(".")
+    conv = f"conv{last[2:]}" if last.startswith("bn") else str(int(last) - 1)
+    return f"{parent}.{conv}" if parent else conv
+
+
+def _bn_of(conv_module):
+    """The BatchNorm that follows a convolution (the inverse of ``_conv_of``)."""
+    parent, _, last = conv_module.rpartition(".")
+    bn = f"bn{last[4:]}" if last.startswith("conv") else str(int(last) + 1)
+    return f"{parent}.{bn}" if parent else bn
+
+
 def _check_complete(path, backbone):
-    """Every backbone part is present and every BatchNorm complete (a file cut down by hand is refused)."""
+    """Every backbone part is present, and every convolution has its BatchNorm (all four tensors) and back.
+
+    In HRNet's backbone every convolution is followed by a BatchNorm, so a file cut down by hand (or a
+    tensor lost in conversion) is found without the network.
+    """
     roots = {k.split(".", 2)[1] for k in backbone}
-    missing = [r for r in HRNET_BACKBONE_ROOTS if r not in roots]
-    modules = Counter(k.rsplit(".", 1)[0] for k in backbone if k.rsplit(".", 1)[1] in _BN_LEAVES)
-    partial = sorted(f"{m}.{leaf}" for m, n in modules.items() if n != len(_BN_LEAVES)
-                     for leaf in _BN_LEAVES if f"{m}.{leaf}" not in backbone)
-    if missing or partial:
-        what = [f"no {', '.join(missing)}"] if missing else []
-        if partial:
-            what.append(f"{len(partial)} BatchNorm tensors missing ({', '.join(partial[:3])}"
-                        f"{' ...' if len(partial) > 3 else ''})")
+    missing_roots = [r for r in HRNET_BACKBONE_ROOTS if r not in roots]
+    bns = {k.rsplit(".", 1)[0] for k in backbone if k.rsplit(".", 1)[1] in _BN_LEAVES}
+    convs = {k[: -len(".weight")] for k in backbone if k.endswith(".weight") and backbone[k].ndim == 4}
+    wanted = {f"{_conv_of(m)}.weight" for m in bns}
+    wanted |= {f"{m}.{leaf}" for m in bns | {_bn_of(c) for c in convs} for leaf in _BN_LEAVES}
+    missing = sorted(wanted - set(backbone))
+    if missing_roots or missing:
+        what = [f"no {', '.join(missing_roots)}"] if missing_roots else []
+        if missing:
+            what.append(f"{len(missing)} tensors missing ({', '.join(missing[:3])}"
+                        f"{' ...' if len(missing) > 3 else ''})")
         raise CheckpointError(f"{path}: incomplete HRNet backbone: {'; '.join(what)}")
 
 
