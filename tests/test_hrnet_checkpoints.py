@@ -299,3 +299,16 @@ def test_safetensors_recognised_by_content(tmp_path):
     with pytest.raises(litehrnet.CheckpointError) as e:
         read_backbone_weights(broken)
     assert "broken.safetensors" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_generic_reader_keeps_classification_parts_for_the_strict_loader(tmp_path, expected):
+    """--checkpoint with an ImageNet file: its classification tensors stay, so a strict load names them."""
+    official = ckpt_io.read_tensors(tiny("tiny_cls_official.pth"))
+    path = tmp_path / "wrapped.npz"  # a DataParallel-style 'module.' prefix too
+    np.savez(path, **{f"module.{k}": v for k, v in official.items()})
+    weights, scheme, _ = ckpt_io.read_checkpoint(path)
+    assert scheme == "hrnet-imagenet"
+    keys = json.loads(tiny("tiny_cls_keys.json").read_text())["tiny_cls_official.pth"]["classification_only"]
+    assert sorted(k for k in weights if not k.startswith("backbone.")) == sorted(keys)
+    assert_bit_equal({k: v for k, v in weights.items() if k.startswith("backbone.")},
+                     {k: v for k, v in expected.items() if k.startswith("backbone.")})

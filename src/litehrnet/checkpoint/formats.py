@@ -134,7 +134,7 @@ def to_project_names(tensors):
     if is_hrnet(tensors):
         weights, scheme, other, classification_only = hrnet_to_project(tensors)
         # a classification file's own head is kept under its names: a strict load then names it
-        weights.update({k: tensors[k] for k in classification_only})
+        weights.update(classification_only)
         return weights, scheme, other
     weights, other = split_training_state(_strip_wrappers(dict(tensors)))
     scheme = detect_scheme(weights)
@@ -179,8 +179,8 @@ def _stage4_last_module(keys):
 def hrnet_to_project(tensors):
     """Map an HRNet state dict of any scheme to the project names.
 
-    Returns (weights, scheme, training_state, classification_only). ``classification_only`` lists the
-    original names of an ImageNet file's classification parts (incre/downsample modules, its
+    Returns (weights, scheme, training_state, classification_only). ``classification_only`` holds, under
+    their original names, the tensors of an ImageNet file's classification parts (incre/downsample modules, its
     ``final_layer.0/1``, ``classifier``, and the fuse rows 1-3 of stage 4's last module, which the pose
     model does not build); they are not in ``weights``. Keys of no known part are kept unchanged, so that
     a strict load names them. scheme is ``hrnet-official``, ``hrnet-official-train`` (``module.`` prefix),
@@ -194,7 +194,7 @@ def hrnet_to_project(tensors):
     bodies = {k: k[len("backbone."):] if prefixed and k.startswith("backbone.") else k for k in state}
     torch_bn = {b[: -len(".running_mean")] for b in bodies.values() if b.endswith(".running_mean")}
     last = _stage4_last_module(bodies.values())
-    weights, heads, classification_only = {}, set(), []
+    weights, heads, classification_only = {}, set(), {}
     for key, value in state.items():
         head = next((p for p in _HRNET_HEADS if key == f"{p}final_layer.weight" or key == f"{p}final_layer.bias"),
                     None)
@@ -205,7 +205,7 @@ def hrnet_to_project(tensors):
         body = bodies[key]
         root = body.split(".", 1)[0]
         if root in _HRNET_CLS_ROOTS or (last is not None and re.match(rf"^stage4\.{last}\.fuse_layers\.[1-9]", body)):
-            classification_only.append(key)
+            classification_only[key] = value
             continue
         if root not in HRNET_BACKBONE_ROOTS:
             weights[key] = value  # unknown: left for the strict loader to report
