@@ -17,8 +17,8 @@ import litehrnet
 from litehrnet.checkpoint import io as ckpt_io
 from litehrnet.checkpoint.formats import is_hrnet
 from litehrnet.checkpoint.safetensors_reader import is_safetensors, read_safetensors
-from litehrnet.checkpoint.hrnet_weights import (load_backbone, read_backbone_weights, read_pose_weights,
-                                                summarize_dropped)
+from litehrnet.checkpoint.hrnet_weights import (describe_hrnet_weights, load_backbone, read_backbone_weights,
+                                                read_pose_weights, summarize_dropped)
 from conftest import shared_path
 
 POSE_FILES = {  # file -> the scheme it is recognised as
@@ -312,3 +312,16 @@ def test_generic_reader_keeps_classification_parts_for_the_strict_loader(tmp_pat
     assert sorted(k for k in weights if not k.startswith("backbone.")) == sorted(keys)
     assert_bit_equal({k: v for k, v in weights.items() if k.startswith("backbone.")},
                      {k: v for k, v in expected.items() if k.startswith("backbone.")})
+
+
+def test_description_names_the_published_widths():
+    def weights(width, joints, channels_in=3, modules=(1, 4, 3)):
+        out = {"backbone.conv1.weight": np.zeros((64, channels_in, 3, 3)),
+               "backbone.transition1.0.0.weight": np.zeros((width, 256, 3, 3)),
+               "keypoint_head.final_layer.weight": np.zeros((joints, width, 1, 1))}
+        for stage, n in zip((2, 3, 4), modules):
+            out.update({f"backbone.stage{stage}.{m}.branches.0.0.conv1.weight": np.zeros(1) for m in range(n)})
+        return out
+    assert describe_hrnet_weights(weights(32, 17)) == "HRNet-W32 (17 joints)"
+    assert describe_hrnet_weights(weights(48, 16, channels_in=1)) == "HRNet-W48 (16 joints, 1 input channels)"
+    assert describe_hrnet_weights(weights(18, 17, modules=(1, 1, 1))).startswith("a custom HRNet (width 18")

@@ -219,7 +219,7 @@ def hrnet_to_project(tensors):
         weights[f"backbone.{module}.{leaf}"] = value
     if classification_only:
         scheme = "hrnet-imagenet"
-    elif wrapped:
+    elif wrapped and not prefixed:
         scheme = "hrnet-official-train"
     elif "head." in heads:
         scheme = "hrnet-mmpose1"
