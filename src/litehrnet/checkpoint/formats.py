@@ -161,7 +161,7 @@ def to_project_names(tensors):
 HRNET_BACKBONE_ROOTS = ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "transition2", "transition3",
                         "stage2", "stage3", "stage4")  # the official PRETRAINED_LAYERS
 _HRNET_CLS_ROOTS = ("incre_modules", "downsamp_modules", "downsample_modules", "final_layer", "classifier")
-_HRNET_HEADS = {"": "official", "keypoint_head.": "mmpose0", "head.": "mmpose1"}
+_HRNET_HEADS = ("", "keypoint_head.", "head.")  # official / simple-HRNet, mmpose 0.x, mmpose 1.x
 _HRNET_MARK = re.compile(r"^(?:module\.)?(?:backbone\.)?layer1\.")
 _NOT_WEIGHTS_PREFIXES = ("data_preprocessor.",)  # mmpose 1.x normalisation buffers, not network weights
 
@@ -196,8 +196,7 @@ def hrnet_to_project(tensors):
     last = _stage4_last_module(bodies.values())
     weights, heads, classification_only = {}, set(), {}
     for key, value in state.items():
-        head = next((p for p in _HRNET_HEADS if key == f"{p}final_layer.weight" or key == f"{p}final_layer.bias"),
-                    None)
+        head = next((p for p in _HRNET_HEADS if key in (p + "final_layer.weight", p + "final_layer.bias")), None)
         if head is not None:
             heads.add(head)
             weights["keypoint_head." + key[len(head):]] = value
