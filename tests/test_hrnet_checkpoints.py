@@ -325,3 +325,14 @@ def test_description_names_the_published_widths():
     assert describe_hrnet_weights(weights(32, 17)) == "HRNet-W32 (17 joints)"
     assert describe_hrnet_weights(weights(48, 16, channels_in=1)) == "HRNet-W48 (16 joints, 1 input channels)"
     assert describe_hrnet_weights(weights(18, 17, modules=(1, 1, 1))).startswith("a custom HRNet (width 18")
+
+
+def test_mindspore_training_state_beside_a_backbone_is_ignored(tmp_path, expected):
+    """A MindSpore training file (Momentum "moments." state and counters beside the weights) gives the backbone."""
+    tensors = ckpt_io.read_tensors(tiny("tiny_cls_mindcv.ckpt"))
+    extra = {"moments.conv1.weight": tensors["conv1.weight"] * 0, "global_step": np.array([7], np.int32),
+             "learning_rate": np.array([0.1], np.float32)}
+    path = tmp_path / "train.ckpt"
+    ckpt_io.save_tensors(dict(tensors, **extra), path)
+    backbone, _ = read_backbone_weights(path)
+    assert_bit_equal(backbone, {k: v for k, v in expected.items() if k.startswith("backbone.")})

@@ -16,7 +16,8 @@ Optimizer state and counters found beside the weights are set aside, never loade
 """
 import re
 
-OPTIMIZER_PREFIXES = ("moment1.", "moment2.", "adam_m.", "adam_v.", "accum.", "optimizer.")
+OPTIMIZER_PREFIXES = ("moment1.", "moment2.", "adam_m.", "adam_v.", "accum.", "optimizer.",
+                      "moments.")  # the last: the state of MindSpore's Momentum (SGD) optimizer
 OPTIMIZER_KEYS = {"global_step", "learning_rate", "beta1_power", "beta2_power", "epoch_num", "step_num",
                   "current_iterator_step", "last_overflow_iterator_step", "loss_scale", "scale_sense"}
 _TRAINING_STATE_PREFIX = "train_state."
