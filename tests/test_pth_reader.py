@@ -2,6 +2,7 @@
 import collections
 import io
 import pickle
+import types
 import zipfile
 from pathlib import Path
 
@@ -297,3 +298,158 @@ def test_tensor_beyond_its_storage(tmp_path):
 def test_no_tensors(tmp_path):
     write_zip(tmp_path / 'meta.pth', {'meta': {'epoch': 1}}, {})
     expect_error(tmp_path / 'meta.pth', 'no tensors')
+
+
+# mmengine files pickle objects that are not tensors (HistoryBuffer, numpy arrays, Counter, bound methods
+# through __builtin__.getattr, bytes through _codecs.encode). They become inert stand-ins.
+
+class HistoryBuffer:
+    """Pickles as mmengine's: GLOBAL mmengine.logging.history_buffer.HistoryBuffer, NEWOBJ, BUILD(state)."""
+
+    def __init__(self):
+        self.max_length = 1000000
+        self._log_history = np.array([0.5, 0.25])
+        self._count_history = np.array([1, 1])
+
+    def min(self):
+        raise AssertionError("never called")
+
+
+HistoryBuffer.__module__ = 'mmengine.logging.history_buffer'
+
+
+class MMEnginePickler(TorchPickler):
+    """TorchPickler that writes the GLOBAL of any class or function without importing its module."""
+
+    def save_global(self, obj, name=None):
+        module, qualname = obj.__module__, name or obj.__qualname__
+        module = {'builtins': '__builtin__'}.get(module, module)  # protocol 2, as torch.save writes it
+        self.write(pickle.GLOBAL + f'{module}\n{qualname}\n'.encode('ascii'))
+        self.memoize(obj)
+
+    dispatch = dict(TorchPickler.dispatch)
+    dispatch[type] = save_global
+    dispatch[types.FunctionType] = save_global
+    dispatch[types.BuiltinFunctionType] = save_global
+
+    def save_method(self, obj):  # a bound method: getattr(instance, name), as the C pickler writes it
+        self.save_reduce(getattr, (obj.__self__, obj.__name__), obj=obj)
+
+    dispatch[types.MethodType] = save_method
+
+
+def write_mmengine_like(path, meta):
+    checkpoint, raws, _, expected = sample()
+    buffer = io.BytesIO()
+    MMEnginePickler(buffer).dump({'meta': meta, 'state_dict': checkpoint['state_dict'],
+                                  'message_hub': {'log_scalars': {'train/lr': HistoryBuffer()}}})
+    write_zip(path, None, raws, pickle_bytes=buffer.getvalue())
+    return expected
+
+
+def test_mmengine_objects_become_inert_stand_ins(tmp_path):
+    hub = HistoryBuffer()
+    meta = {'dataset_meta': {'flip_indices': np.array([0, 2, 1], np.int64), 'sigmas': np.array([0.026])},
+            'milestones': collections.Counter({170: 1, 200: 1}), 'statistics': {'min': hub.min}, 'hub': hub}
+    path = tmp_path / 'mmengine.pth'
+    expected = write_mmengine_like(path, meta)
+    data = (path.read_bytes())
+    for name in (b'HistoryBuffer', b'_reconstruct', b'getattr', b'_codecs', b'Counter'):
+        assert name in data  # the file really names each of them
+    assert_same(read_pth(path), expected)
+
+
+def test_getattr_and_encode_stand_ins_are_not_the_real_functions():
+    import builtins
+    import codecs
+    from litehrnet.checkpoint import pth_reader
+    getattr_ = pth_reader._resolve_global('__builtin__', 'getattr')
+    encode = pth_reader._resolve_global('_codecs', 'encode')
+    assert getattr_ is not builtins.getattr and encode is not codecs.encode
+    attr = getattr_(os_module_stand_in := pth_reader._resolve_global('mmengine.x', 'Thing'), '__class__')
+    assert isinstance(attr, pth_reader._Inert) and attr.args == (os_module_stand_in, '__class__')
+    assert not isinstance(encode('abc', 'latin1'), bytes)
+    # two lookups never share a class: nothing one pickle does to its stand-in reaches another
+    assert pth_reader._resolve_global('a.b', 'C') is not pth_reader._resolve_global('a.b', 'C')
+
+
+class Call:
+    """Pickles as a REDUCE of ``func`` (a Global, or another Call) with ``args``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+    def __call__(self, *args):
+        raise AssertionError("a Call is only ever pickled")
+
+
+@pytest.mark.parametrize('gadget', ['via-function-globals', 'via-builtins-import'])
+def test_getattr_and_encode_cannot_reach_os_system(tmp_path, gadget):
+    """Pickles that reach os.system through getattr (and spell the command through _codecs.encode).
+
+    With the real getattr both would run the command: the first walks from a stand-in's method to the
+    reader module's globals, the second from getattr itself to the builtins' __import__. Nothing runs.
+    """
+    marker = tmp_path / 'pwned'
+    getattr_, encode = Global('__builtin__', 'getattr'), Global('_codecs', 'encode')
+    command = Call(Call(getattr_, Call(encode, f'touch {marker}', 'latin1'), 'decode'), 'latin1')
+    if gadget == 'via-function-globals':  # getattr(getattr(<class>, '__init__'), '__globals__')['os']
+        globals_ = Call(getattr_, Call(getattr_, Global('mmengine.logging.history_buffer', 'HistoryBuffer'),
+                                       '__init__'), '__globals__')
+        os_module = Call(Call(getattr_, globals_, '__getitem__'), 'os')
+    else:  # getattr(getattr(getattr, '__self__'), '__import__')('os')
+        os_module = Call(Call(getattr_, Call(getattr_, getattr_, '__self__'), '__import__'), 'os')
+    evil = Call(Call(getattr_, os_module, 'system'), command)
+    checkpoint, raws, _, expected = sample()
+    write_zip(tmp_path / 'evil.pth', {'state_dict': checkpoint['state_dict'], 'meta': {'x': evil}}, raws)
+    assert_same(read_pth(tmp_path / 'evil.pth'), expected)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('module, name', [
+    ('os', 'system'), ('posix', 'system'), ('nt', 'system'), ('subprocess', 'Popen'), ('subprocess', 'check_output'),
+    ('builtins', 'eval'), ('builtins', 'exec'), ('__builtin__', 'eval'), ('builtins', '__import__'),
+    ('builtins', 'getattr_'), ('importlib', 'import_module'), ('runpy', 'run_path'), ('pickle', 'loads'),
+    ('marshal', 'loads'), ('types', 'FunctionType'), ('operator', 'attrgetter'), ('functools', 'partial'),
+    ('numpy.testing._private.utils', 'runstring'), ('torch', 'load'), ('torch.jit', 'load'), ('shutil', 'rmtree'),
+    ('socket', 'socket'), ('ctypes', 'CDLL'), ('sys', 'modules'), ('mmengine.x', 'eval'), ('code', 'interact'),
+    ('copyreg', '_reconstructor'), ('codecs', 'decode')])
+def test_code_running_globals_are_refused(tmp_path, module, name):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    write_zip(path, {'state_dict': {'w': Call(Global(module, name), f'touch {marker}')}}, {})
+    expect_error(path, 'refused', f'{module}.{name}')
+    assert not marker.exists()
+
+
+def test_stand_in_classes_cannot_be_altered(tmp_path):
+    """BUILD on a stand-in class (setting an attribute of the class itself) is refused."""
+    build = (b'\x80\x02cmmengine.x\nThing\n'  # GLOBAL
+             b'N}X\x0c\x00\x00\x00__setstate__K\x01s\x86b.')  # state (None, {'__setstate__': 1}), BUILD
+    write_zip(tmp_path / 'build.pth', None, {}, pickle_bytes=build)
+    expect_error(tmp_path / 'build.pth', 'corrupt pickle data', '__setstate__')
+
+
+def test_archive_prefix_of_any_name(tmp_path):
+    """torch.save names the zip folder after the file (or 'archive' when saving to a buffer, as mmengine)."""
+    checkpoint, raws, _, expected = sample()
+    buffer = io.BytesIO()
+    TorchPickler(buffer).dump(checkpoint)
+    with zipfile.ZipFile(tmp_path / 'model.pth', 'w') as archive:
+        archive.writestr('my_model/data.pkl', buffer.getvalue())
+        for key, raw in raws.items():
+            archive.writestr(f'my_model/data/{key}', raw)
+    assert_same(read_pth(tmp_path / 'model.pth'), expected)
+
+
+def test_protocol_2_builtin_containers(tmp_path):
+    """torch.save (protocol 2) spells builtins '__builtin__': a set in the meta is read as the real set."""
+    checkpoint, raws, _, expected = sample()
+    buffer = io.BytesIO()
+    MMEnginePickler(buffer).dump({'state_dict': checkpoint['state_dict'], 'meta': {'keys': {1, 2}}})
+    assert b'__builtin__\nset' in buffer.getvalue()
+    write_zip(tmp_path / 'set.pth', None, raws, pickle_bytes=buffer.getvalue())
+    assert_same(read_pth(tmp_path / 'set.pth'), expected)

@@ -9,12 +9,15 @@ schemes, recognised by their keys, never by file name:
   BatchNorm ``weight``/``bias``/``running_mean``/``running_var``);
 - ``seed``: the earlier MindSpore port, either its bare-network files whose stage and
   transition names are mangled (``0.0.layers...``) or its training files (``net.<path>``
-  plus Adam state).
+  plus Adam state);
+- ``hrnet-*``: the pose HRNet (Sun et al. 2019) and its ImageNet classification version, told
+  apart from Lite-HRNet by HRNet's hard-coded stage 1 ``layer1`` (see ``hrnet_to_project``).
 Optimizer state and counters found beside the weights are set aside, never loaded.
 """
 import re
 
-OPTIMIZER_PREFIXES = ("moment1.", "moment2.", "adam_m.", "adam_v.", "accum.", "optimizer.")
+OPTIMIZER_PREFIXES = ("moment1.", "moment2.", "adam_m.", "adam_v.", "accum.", "optimizer.",
+                      "moments.")  # the last: the state of MindSpore's Momentum (SGD) optimizer
 OPTIMIZER_KEYS = {"global_step", "learning_rate", "beta1_power", "beta2_power", "epoch_num", "step_num",
                   "current_iterator_step", "last_overflow_iterator_step", "loss_scale", "scale_sense"}
 _TRAINING_STATE_PREFIX = "train_state."
@@ -129,6 +132,11 @@ def to_project_names(tensors):
     Returns (weights, scheme, training_state) where training_state holds whatever
     optimizer state / counters the file carried beside the weights.
     """
+    if is_hrnet(tensors):
+        weights, scheme, other, classification_only = hrnet_to_project(tensors)
+        # a classification file's own head is kept under its names: a strict load then names it
+        weights.update(classification_only)
+        return weights, scheme, other
     weights, other = split_training_state(_strip_wrappers(dict(tensors)))
     scheme = detect_scheme(weights)
     if scheme == "seed-train":
@@ -138,3 +146,85 @@ def to_project_names(tensors):
     elif scheme == "official":
         weights = official_to_project(weights)
     return weights, scheme, other
+
+
+# HRNet. The project's network names each tensor ``backbone.`` + the official PyTorch pose key, with
+# BatchNorm leaves in MindSpore's names (num_batches_tracked dropped), and its head
+# ``keypoint_head.final_layer.{weight,bias}``. The files in circulation (../shared/spec/hrnet_checkpoints.md):
+#   official pose_hrnet_*.pth, simple-HRNet     conv1.weight ... final_layer.weight      (torch BN names)
+#   official training checkpoint.pth            module.<official key>  (its 'state_dict')
+#   mmpose 0.x                                  backbone.<official key>, keypoint_head.final_layer.*
+#   mmpose 1.x                                  backbone.<official key>, head.final_layer.*
+#   this project's .ckpt                        the project names
+#   ImageNet classification (official, timm)    official keys + incre_modules, downsamp_modules, final_layer.0/1,
+#                                               classifier, and all fuse rows of stage4's last module
+#   mindcv classification .ckpt                 the same with MindSpore BN names, down_sample, downsample_modules
+HRNET_BACKBONE_ROOTS = ("conv1", "bn1", "conv2", "bn2", "layer1", "transition1", "transition2", "transition3",
+                        "stage2", "stage3", "stage4")  # the official PRETRAINED_LAYERS
+_HRNET_CLS_ROOTS = ("incre_modules", "downsamp_modules", "downsample_modules", "final_layer", "classifier")
+_HRNET_HEADS = ("", "keypoint_head.", "head.")  # official / simple-HRNet, mmpose 0.x, mmpose 1.x
+_HRNET_MARK = re.compile(r"^(?:module\.)?(?:backbone\.)?layer1\.")
+_NOT_WEIGHTS_PREFIXES = ("data_preprocessor.",)  # mmpose 1.x normalisation buffers, not network weights
+
+
+def is_hrnet(keys):
+    """True for HRNet files of any scheme: HRNet's stage 1 is ``layer1`` (Lite-HRNet has no such module)."""
+    return any(_HRNET_MARK.match(k) for k in keys)
+
+
+def _stage4_last_module(keys):
+    found = [int(m.group(1)) for m in (re.match(r"^stage4\.(\d+)\.", k) for k in keys) if m]
+    return max(found) if found else None
+
+
+def hrnet_to_project(tensors):
+    """Map an HRNet state dict of any scheme to the project names.
+
+    Returns (weights, scheme, training_state, classification_only). ``classification_only`` holds, under
+    their original names, the tensors of an ImageNet file's classification parts (incre/downsample modules, its
+    ``final_layer.0/1``, ``classifier``, and the fuse rows 1-3 of stage 4's last module, which the pose
+    model does not build); they are not in ``weights``. Keys of no known part are kept unchanged, so that
+    a strict load names them. scheme is ``hrnet-official``, ``hrnet-official-train`` (``module.`` prefix),
+    ``hrnet-mmpose0``, ``hrnet-mmpose1``, ``hrnet-imagenet``, ``hrnet-mindspore`` (MindSpore BN names
+    without a prefix) or ``project``.
+    """
+    wrapped = bool(tensors) and all(k.startswith("module.") for k in tensors)
+    state, other = split_training_state(_strip_wrappers(dict(tensors)))
+    other.update({k: state.pop(k) for k in [k for k in state if k.startswith(_NOT_WEIGHTS_PREFIXES)]})
+    prefixed = any(k.startswith("backbone.") for k in state)
+    bodies = {k: k[len("backbone."):] if prefixed and k.startswith("backbone.") else k for k in state}
+    torch_bn = {b[: -len(".running_mean")] for b in bodies.values() if b.endswith(".running_mean")}
+    last = _stage4_last_module(bodies.values())
+    weights, heads, classification_only = {}, set(), {}
+    for key, value in state.items():
+        head = next((p for p in _HRNET_HEADS if key in (p + "final_layer.weight", p + "final_layer.bias")), None)
+        if head is not None:
+            heads.add(head)
+            weights["keypoint_head." + key[len(head):]] = value
+            continue
+        body = bodies[key]
+        root = body.split(".", 1)[0]
+        if root in _HRNET_CLS_ROOTS or (last is not None and re.match(rf"^stage4\.{last}\.fuse_layers\.[1-9]", body)):
+            classification_only[key] = value
+            continue
+        if root not in HRNET_BACKBONE_ROOTS:
+            weights[key] = value  # unknown: left for the strict loader to report
+            continue
+        if body.endswith(".num_batches_tracked"):
+            continue
+        module, leaf = body.rsplit(".", 1)
+        if module in torch_bn:
+            leaf = _BN_OFFICIAL.get(leaf, leaf)
+        module = re.sub(r"\.down_sample(?=\.)", ".downsample", module)  # mindcv's Bottleneck shortcut
+        weights[f"backbone.{module}.{leaf}"] = value
+    if classification_only:
+        scheme = "hrnet-imagenet"
+    elif wrapped and not prefixed:
+        scheme = "hrnet-official-train"
+    elif "head." in heads:
+        scheme = "hrnet-mmpose1"
+    elif prefixed:  # torch BatchNorm names: mmpose 0.x; MindSpore ones: this project's own file
+        scheme = "hrnet-mmpose0" if torch_bn else "project"
+    else:
+        scheme = "hrnet-official" if torch_bn else "hrnet-mindspore"
+    return weights, scheme, other, classification_only

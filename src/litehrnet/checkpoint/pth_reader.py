@@ -3,8 +3,16 @@
 Both torch serialization formats are read: the zip archive (torch >= 1.6: ``<archive>/data.pkl`` plus one
 raw storage per ``<archive>/data/<key>`` record) and the legacy stream (magic number, protocol version,
 system info, the pickled object, the storage key list, then each storage as an 8-byte element count and
-its raw bytes; this is what mmpose's ``publish_model`` writes). Only the globals that tensor checkpoints
-use are resolved, each to a local stand-in; any other global is refused before anything is called.
+its raw bytes; this is what mmpose's ``publish_model`` writes).
+
+Nothing named in the pickle is imported or executed. The globals that tensors are built from resolve to
+local stand-ins that only record storage views; a few plain containers (OrderedDict, set, ...) are the real
+types. Every other global becomes an inert stand-in: a fresh class that records whatever it is called with
+and does nothing else. That is how mmengine files (``HistoryBuffer``, numpy arrays, ``Counter``,
+``_codecs.encode``, ``__builtin__.getattr`` in their ``message_hub`` and ``meta``) are read: their state dict
+is ordinary tensors, the rest is set aside unread. Globals that a checkpoint never needs and that exist to
+run code, touch files or the network, or reach the interpreter (os, subprocess, eval, ...) are refused
+outright, so a malicious file is reported rather than quietly stubbed.
 """
 import collections
 import functools
@@ -104,7 +112,7 @@ def _device(kind, index=None):
 
 
 def _allowed_globals() -> Dict[Tuple[str, str], Any]:
-    """(module, name) -> local stand-in, for every global a tensor checkpoint may reference."""
+    """(module, name) -> local stand-in, for every global a tensor is built from (and plain containers)."""
     allowed: Dict[Tuple[str, str], Any] = {
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
         ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
@@ -113,23 +121,15 @@ def _allowed_globals() -> Dict[Tuple[str, str], Any]:
         ("torch", "device"): _device,
         ("torch", "Size"): tuple,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-        ("builtins", "complex"): complex,
-        ("builtins", "bytearray"): _bytearray,
-        ("_codecs", "encode"): _latin1_encode,  # protocol-2 pickles spell bytes as encode(str, 'latin1')
     }
+    builders = dict(set=set, frozenset=frozenset, complex=complex, bytearray=_bytearray)
+    for name, builder in builders.items():  # protocol-2 pickles spell builtins '__builtin__'
+        allowed[("builtins", name)] = allowed[("__builtin__", name)] = builder
     for name, dtype in _STORAGE_DTYPES.items():
         allowed[("torch", name)] = _StorageType(dtype)
     allowed[("torch.storage", "UntypedStorage")] = _StorageType("uint8")  # how torch >= 2 spells it
     for name in _RAW_DTYPES:
         allowed[("torch", name)] = _DType(name)
-    # mmcv's checkpoint 'meta' may hold numpy scalars/arrays (e.g. best_score); these only build data
-    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(core, "scalar")] = np.core.multiarray.scalar
-        allowed[(core, "_reconstruct")] = np.core.multiarray._reconstruct
-    allowed[("numpy", "dtype")] = np.dtype
-    allowed[("numpy", "ndarray")] = np.ndarray
     return allowed
 
 
@@ -140,29 +140,115 @@ def _bytearray(source=b"", *args):
     return bytearray(source, *args)
 
 
-def _latin1_encode(text, encoding="latin1"):
-    if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
 _ALLOWED = _allowed_globals()
+
+# Module roots whose globals run code, touch files, processes or the network, or reach the interpreter's
+# machinery. Tensor checkpoints never name them; a pickle that does is refused (the getattr and
+# _codecs.encode stand-ins below are the only exceptions, and they are inert). ``torch`` is here too:
+# its tensor globals are allow-listed above and any other torch global is a format this reader does not know.
+_REFUSED_MODULES = frozenset({
+    "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "sys", "builtins", "__builtin__", "__main__",
+    "shutil", "socket", "ssl", "select", "selectors", "importlib", "imp", "zipimport", "pkgutil", "runpy",
+    "site", "code", "codeop", "pdb", "bdb", "timeit", "trace", "profile", "cProfile", "inspect", "pickle",
+    "_pickle", "pickletools", "shelve", "marshal", "copyreg", "copy_reg", "types", "functools", "operator",
+    "_operator", "itertools", "io", "_io", "pathlib", "tempfile", "glob", "fileinput", "signal", "pty", "tty",
+    "ctypes", "_ctypes", "cffi", "multiprocessing", "concurrent", "threading", "_thread", "asyncio",
+    "webbrowser", "platform", "commands", "popen2", "urllib", "urllib2", "http", "httplib", "ftplib",
+    "smtplib", "telnetlib", "xmlrpc", "sqlite3", "dbm", "gc", "weakref", "atexit", "codecs", "_codecs",
+    "ast", "dis", "linecache", "tokenize", "distutils", "setuptools", "pip", "torch", "dill", "cloudpickle",
+    "joblib", "yaml",
+})
+# Names that run code whatever module they come from (e.g. numpy.testing's runstring).
+_REFUSED_NAMES = frozenset({
+    "eval", "exec", "execfile", "compile", "system", "popen", "spawn", "spawnv", "spawnl", "execv", "execve",
+    "execl", "fork", "Popen", "run", "call", "check_call", "check_output", "getoutput", "getstatusoutput",
+    "runstring", "runcode", "__import__", "import_module", "open", "load", "loads", "apply", "input",
+    "breakpoint", "globals", "locals", "vars", "setattr", "delattr", "__getattribute__", "attrgetter",
+    "methodcaller", "interact",
+})
+# Globals mmengine pickles in its message hub and meta, resolved to inert stand-ins (never the real
+# functions) although their modules are refused otherwise.
+_INERT_EXCEPTIONS = frozenset({("__builtin__", "getattr"), ("builtins", "getattr"), ("_codecs", "encode")})
+
+
+class _InertType(type):
+    """Metaclass of the inert stand-ins: a pickle cannot set attributes on one (BUILD on the class)."""
+
+    def __setattr__(cls, name, value):
+        raise pickle.UnpicklingError(f"a pickle tried to set {name!r} on the stand-in for {cls.__qualname__}")
+
+    def __delattr__(cls, name):
+        raise pickle.UnpicklingError(f"a pickle tried to delete {name!r} of the stand-in for {cls.__qualname__}")
+
+
+class _Inert(metaclass=_InertType):
+    """Stand-in for a global the reader does not need: it records what it is called or built with, nothing more.
+
+    Calling the stand-in (pickle's REDUCE), instantiating it (NEWOBJ), setting its state (BUILD) or its items
+    (SETITEMS / APPENDS), and calling an instance, all give or update plain records. No code of the original
+    runs, whatever it was.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        self = object.__new__(cls)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "kwargs", kwargs)
+        object.__setattr__(self, "state", None)
+        object.__setattr__(self, "items", [])
+        return self
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "state", state)
+
+    def __setattr__(self, name, value):  # BUILD with a (dict, slots) state sets attributes: record them
+        self.items.append((name, value))
+
+    def __setitem__(self, key, value):
+        self.items.append((key, value))
+
+    def append(self, value):
+        self.items.append(value)
+
+    def extend(self, values):
+        self.items.extend(values)
+
+    def __call__(self, *args, **kwargs):
+        return _inert_type("<call>", type(self).__qualname__)(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<inert stand-in for {type(self).__qualname__}>"
+
+
+def _inert_type(module: str, name: str) -> type:
+    """A fresh inert class standing in for ``module.name`` (fresh, so that nothing is shared between lookups)."""
+    return _InertType(f"{module}.{name}", (_Inert,), {"__module__": __name__, "__qualname__": f"{module}.{name}"})
+
+
+def _resolve_global(module: str, name: str):
+    """What a GLOBAL opcode gets: an allow-listed stand-in, an inert stand-in, or a refusal (never an import)."""
+    target = _ALLOWED.get((module, name))
+    if target is not None:
+        # a fresh wrapper per lookup: the BUILD opcode can set attributes (e.g. __defaults__) on what it gets
+        return functools.partial(target) if isinstance(target, types.FunctionType) else target
+    if (module, name) in _INERT_EXCEPTIONS:
+        return _inert_type(module, name)
+    if module.split(".", 1)[0] in _REFUSED_MODULES or name in _REFUSED_NAMES or name.startswith("__"):
+        raise _Refused(f"{module}.{name}")
+    return _inert_type(module, name)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only allow-listed globals and turns storage ids into ``_Storage`` records."""
+    """Unpickler that never imports: globals resolve through ``_resolve_global``, storage ids to ``_Storage``."""
 
     def __init__(self, file, persistent_load: Optional[Callable[[Any], Any]] = None):
         super().__init__(file)
         self._persistent_load = persistent_load
 
     def find_class(self, module, name):
-        try:
-            target = _ALLOWED[(module, name)]
-        except KeyError:
-            raise _Refused(f"{module}.{name}") from None
-        # a fresh wrapper per lookup: the BUILD opcode can set attributes (e.g. __defaults__) on what it gets
-        return functools.partial(target) if isinstance(target, types.FunctionType) else target
+        return _resolve_global(str(module), str(name))
 
     def persistent_load(self, pid):
         if self._persistent_load is None:

@@ -12,23 +12,43 @@ from .layers import conv_implementation
 from .litehrnet import PoseNet
 
 BASE_URL = "https://download.mindspore.cn/vision/litehrnet/ckpts/"
+MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
+OFFICIAL_HRNET_ZOO = ("the model zoo links (Google Drive / OneDrive) in the README of "
+                      "https://github.com/leoxiaobin/deep-high-resolution-net.pytorch")
+_GT_NO_FLIP = "the earlier port's protocol: ground-truth boxes, no flip test"
+_DET_FLIP = "COCO val2017, detector boxes, flip test"
+_MPII_VAL = "MPII val"
 
 
 @dataclass(frozen=True)
 class PublishedCheckpoint:
-    """A checkpoint published by the earlier MindSpore port (its own protocol: GT boxes, no flip)."""
+    """A published checkpoint: where it is, what it holds and its published accuracy.
+
+    source: 'mindspore' (the earlier MindSpore port's server; its names have no suffix), 'mmpose' (mmpose
+    0.x model zoo, names end in ``_mmpose``), 'mmpose1' (``_mmpose1``) or 'official' (``_official``: the
+    official HRNet files, published only on Google Drive / OneDrive, which cannot be downloaded here).
+    sha256 is the full digest or, for mmpose files, the 8 hex digits their file names carry (its start).
+    """
     name: str
     model_type: str
     dataset: str
     input_size: tuple  # (height, width)
     num_joints: int
     metric: str
-    value: float
-    sha256: str = None  # not published; downloads say they cannot verify
+    value: float  # None when the source publishes no figure for this file
+    sha256: str = None  # None: not published; downloads say they cannot verify
+    source: str = "mindspore"
+    file_url: str = None  # the download address, when not BASE_URL + name + ".ckpt"
+    filename: str = None  # the file name of a file that cannot be downloaded
+    where: str = None  # where to get a file that cannot be downloaded
+    protocol: str = _GT_NO_FLIP  # how ``value`` was measured
 
     @property
     def url(self):
-        return BASE_URL + self.name + ".ckpt"
+        """The download address, or None for a file that cannot be downloaded (see ``where``)."""
+        if self.where:
+            return None
+        return self.file_url or BASE_URL + self.name + ".ckpt"
 
 
 def _published():
@@ -48,7 +68,66 @@ def _published():
     return out
 
 
-PUBLISHED = _published()
+def _zoo_entry(model_type, dataset, size, value, source, path=None, filename=None):
+    """One mmpose (``path`` under MMPOSE_URL) or official (``filename``, not downloadable) HRNet-family file."""
+    h, w = size
+    name = f"{model_type}_{dataset}_{h}x{w}_{source}"
+    metric, joints = ("AP", 17) if dataset == "coco" else ("PCKh@0.5", 16)
+    protocol = _DET_FLIP if dataset == "coco" else _MPII_VAL
+    if source == "official":
+        return PublishedCheckpoint(name, model_type, dataset, size, joints, metric, value, source=source,
+                                   filename=filename, where=OFFICIAL_HRNET_ZOO, protocol=protocol)
+    prefix = path.rsplit("-", 1)[1].split("_", 1)[0]  # the 8 hex digits after the last '-' of the file name
+    return PublishedCheckpoint(name, model_type, dataset, size, joints, metric, value, sha256=prefix,
+                               source=source, file_url=MMPOSE_URL + path, protocol=protocol)
+
+
+def _zoo():
+    """The HRNet and Lite-HRNet files of the mmpose model zoo, and the official HRNet files (Google Drive only).
+
+    Figures are the sources' own tables (../shared/spec/hrnet_checkpoints.md); None where none is given.
+    """
+    hr0, lite0 = "top_down/hrnet/", "top_down/litehrnet/"
+    hr1 = "v1/body_2d_keypoint/topdown_heatmap/coco/td-hm_hrnet-w"
+    c1, c2, mp = (256, 192), (384, 288), (256, 256)
+    entries = [
+        _zoo_entry("hrnet_w32", "coco", c1, None, "mmpose", hr0 + "hrnet_w32_coco_256x192-c78dce93_20200708.pth"),
+        _zoo_entry("hrnet_w48", "coco", c1, None, "mmpose", hr0 + "hrnet_w48_coco_256x192-b9e0b3ab_20200708.pth"),
+        _zoo_entry("hrnet_w32", "mpii", mp, 0.900, "mmpose", hr0 + "hrnet_w32_mpii_256x256-6c4f923f_20200812.pth"),
+        _zoo_entry("hrnet_w48", "mpii", mp, 0.901, "mmpose", hr0 + "hrnet_w48_mpii_256x256-92cab7bd_20200812.pth"),
+        _zoo_entry("litehrnet_18", "coco", c1, 0.642, "mmpose",
+                   lite0 + "litehrnet18_coco_256x192-6bace359_20211230.pth"),
+        _zoo_entry("litehrnet_18", "coco", c2, 0.676, "mmpose",
+                   lite0 + "litehrnet18_coco_384x288-8d4dac48_20211230.pth"),
+        _zoo_entry("litehrnet_30", "coco", c1, 0.676, "mmpose",
+                   lite0 + "litehrnet30_coco_256x192-4176555b_20210626.pth"),
+        _zoo_entry("litehrnet_30", "coco", c2, 0.700, "mmpose",
+                   lite0 + "litehrnet30_coco_384x288-a3aef5c4_20210626.pth"),
+        _zoo_entry("litehrnet_18", "mpii", mp, None, "mmpose",
+                   lite0 + "litehrnet18_mpii_256x256-cabd7984_20210623.pth"),
+        _zoo_entry("litehrnet_30", "mpii", mp, None, "mmpose",
+                   lite0 + "litehrnet30_mpii_256x256-faae8bd8_20210622.pth"),
+        _zoo_entry("hrnet_w32", "coco", c1, 0.749, "mmpose1", hr1 + "32_8xb64-210e_coco-256x192-81c58e40_20220909.pth"),
+        _zoo_entry("hrnet_w32", "coco", c2, 0.761, "mmpose1", hr1 + "32_8xb64-210e_coco-384x288-ca5956af_20220909.pth"),
+        _zoo_entry("hrnet_w48", "coco", c1, 0.756, "mmpose1", hr1 + "48_8xb32-210e_coco-256x192-0e67c616_20220913.pth"),
+        _zoo_entry("hrnet_w48", "coco", c2, 0.767, "mmpose1", hr1 + "48_8xb32-210e_coco-384x288-c161b7de_20220915.pth"),
+        _zoo_entry("hrnet_w32", "coco", c1, 0.744, "official", filename="pose_hrnet_w32_256x192.pth"),
+        _zoo_entry("hrnet_w32", "coco", c2, 0.758, "official", filename="pose_hrnet_w32_384x288.pth"),
+        _zoo_entry("hrnet_w48", "coco", c1, 0.751, "official", filename="pose_hrnet_w48_256x192.pth"),
+        _zoo_entry("hrnet_w48", "coco", c2, 0.763, "official", filename="pose_hrnet_w48_384x288.pth"),
+        _zoo_entry("hrnet_w32", "mpii", mp, 0.903, "official", filename="pose_hrnet_w32_256x256.pth"),
+    ]
+    return {e.name: e for e in entries}
+
+
+PUBLISHED = {**_published(), **_zoo()}
+
+# The names a pose service uses for the official HRNet files (hrnet_w32_256x256: the MPII model, 16 joints).
+PRETRAINED_ALIASES = {
+    "hrnet_w48_384x288": "hrnet_w48_coco_384x288_official",
+    "hrnet_w32_256x192": "hrnet_w32_coco_256x192_official",
+    "hrnet_w32_256x256": "hrnet_w32_mpii_256x256_official",
+}
 
 
 def list_models():
@@ -57,7 +136,8 @@ def list_models():
 
 
 def list_pretrained():
-    """Names of the published checkpoints, usable as ``pretrained=`` or ``--checkpoint``."""
+    """Names of the published checkpoints, usable as ``pretrained=`` or ``--checkpoint`` (so are the aliases
+    in ``PRETRAINED_ALIASES``)."""
     return list(PUBLISHED)
 
 
@@ -72,27 +152,47 @@ def default_checkpoint_dir():
     return str(Path.home() / ".cache" / "litehrnet")
 
 
+def _downloadable_alternative(entry):
+    """The downloadable file with the same model, data set and input size and the best published figure."""
+    key = (entry.model_type, entry.dataset, entry.input_size)
+    same = [o for o in PUBLISHED.values() if o.url and (o.model_type, o.dataset, o.input_size) == key]
+    best = max(same, key=lambda o: -1.0 if o.value is None else o.value, default=None)
+    return best.name if best else None
+
+
 def resolve_checkpoint(path_or_name, ckpt_dir=None):
-    """A local file path for a file, a published checkpoint name, or an http(s) URL (downloaded).
+    """A local file path for a file, a published checkpoint name (or alias), or an http(s) URL (downloaded).
 
     A published checkpoint is cached under its file name (``<ckpt_dir>/<name>.ckpt``), any other URL in a
     folder of its own (``<ckpt_dir>/urls/<host>-<hash of the URL>/``), so that it can never take a published
     name's place. A fresh download is read once before it is kept: an unreadable file is deleted, never cached.
+    A published file that cannot be downloaded (the official HRNet ones) is taken from the checkpoint
+    folder when it was put there; otherwise the error says where to get it and how to pass it.
     """
     from ..checkpoint.io import CheckpointError, read_tensors
     ref = os.fspath(path_or_name)
     if os.path.isfile(ref):
         return ref
     name = ref[:-5] if ref.endswith(".ckpt") else ref
-    if name in PUBLISHED or ref.startswith(("http://", "https://")):
+    name = PRETRAINED_ALIASES.get(name, name)
+    entry = PUBLISHED.get(name)
+    folder = ckpt_dir or default_checkpoint_dir()
+    if entry is not None and entry.url is None:
+        local = os.path.join(folder, entry.filename)
+        if os.path.isfile(local):
+            return local
+        alternative = _downloadable_alternative(entry)
+        raise CheckpointError(f"{ref}: {entry.filename} is published only on Google Drive / OneDrive and cannot "
+                              f"be downloaded here; get it from {entry.where}, then pass --checkpoint PATH "
+                              f"(or put it at {local})"
+                              + (f"; downloadable instead: {alternative}" if alternative else ""))
+    if entry is not None or ref.startswith(("http://", "https://")):
         from ..checkpoint.download import download, url_cache_dir
-        root = ckpt_dir or default_checkpoint_dir()
-        entry = PUBLISHED.get(name)
-        if entry:
-            return download(entry.url, root, sha256=entry.sha256, validate=read_tensors)
-        return download(ref, url_cache_dir(root, ref), validate=read_tensors)
+        if entry is not None:
+            return download(entry.url, folder, sha256=entry.sha256, validate=read_tensors)
+        return download(ref, url_cache_dir(folder, ref), validate=read_tensors)
     raise CheckpointError(f"{ref}: no such file, and not a published checkpoint name or URL "
-                          f"(published: {', '.join(PUBLISHED)})")
+                          f"(published: {', '.join(PUBLISHED)}; aliases: {', '.join(PRETRAINED_ALIASES)})")
 
 
 def load_config_file(path):
