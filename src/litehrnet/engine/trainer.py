@@ -81,7 +81,8 @@ def setup_context(config):
     """GRAPH mode on the device; data parallel when launched by msrun. Returns (rank, group size)."""
     ms.set_context(mode=ms.GRAPH_MODE)
     try:
-        ms.set_device(config.device_target)
+        if ms.get_context('device_target') != config.device_target:  # set_device fails once kernels have run
+            ms.set_device(config.device_target)
     except RuntimeError as e:
         raise ValueError(f"device {config.device_target} is not available: "
                          f"{str(e).strip().splitlines()[0]}") from None
