@@ -80,11 +80,6 @@ def light_hrnet_config(n_channels=32, num_stages=2, num_branches=2, num_blocks=2
                 head=dict(type=HEAD_CONCAT, final_conv_kernel=1, sigma=None))
 
 
-HRNET_CONFIGS = {
-    "hrnet_w32": _official(32),
-    "hrnet_w48": _official(48),
-    "light_hrnet": light_hrnet_config(**LIGHT_DEFAULTS),
-}
 LIGHT_FIELDS = tuple(LIGHT_DEFAULTS)
 
 
@@ -169,6 +164,10 @@ def validate_hrnet_config(config):
     if "channels" in head and not _positive_int(head["channels"]):
         raise HRNetConfigError(f"head: channels must be an int >= 1, got {head['channels']!r}")
     return cfg
+
+
+HRNET_CONFIGS = {name: validate_hrnet_config(cfg) for name, cfg in (
+    ("hrnet_w32", _official(32)), ("hrnet_w48", _official(48)), ("light_hrnet", light_hrnet_config()))}
 
 
 def apply_overrides(name, config, overrides):
