@@ -166,6 +166,27 @@ def validate_hrnet_config(config):
     return cfg
 
 
+def from_official_extra(extra, n_channels_in=3, sigma=None):
+    """The config of an official pose-HRNet yaml's ``MODEL.EXTRA`` (STAGE2-4, optional STAGE1, FINAL_CONV_KERNEL).
+
+    The official code hard-codes stem (64) and stage 1 (4 Bottlenecks of 64 planes); mmpose-style yamls
+    may give STAGE1. Only ``FUSE_METHOD: SUM`` exists. ``sigma``: the yaml's ``MODEL.SIGMA``, if wanted.
+    """
+    def stage(k, entry):
+        if entry.get("FUSE_METHOD", "SUM") != "SUM":
+            raise HRNetConfigError(f"STAGE{k}: FUSE_METHOD must be SUM, got {entry['FUSE_METHOD']!r}")
+        return dict(num_modules=entry["NUM_MODULES"], num_branches=entry["NUM_BRANCHES"],
+                    num_blocks=list(entry["NUM_BLOCKS"]), num_channels=list(entry["NUM_CHANNELS"]),
+                    block=str(entry["BLOCK"]).lower())
+
+    stages = [stage(1, extra["STAGE1"]) if "STAGE1" in extra else
+              dict(num_modules=1, num_branches=1, num_blocks=4, num_channels=[64], block=BOTTLENECK)]
+    stages += [stage(k, extra[f"STAGE{k}"]) for k in (2, 3, 4) if f"STAGE{k}" in extra]
+    return validate_hrnet_config(dict(
+        family=FAMILY, n_channels_in=n_channels_in, stem_channels=64, stem_convs=2, stages=stages,
+        head=dict(type=HEAD_OFFICIAL, final_conv_kernel=extra.get("FINAL_CONV_KERNEL", 1), sigma=sigma)))
+
+
 HRNET_CONFIGS = {name: validate_hrnet_config(cfg) for name, cfg in (
     ("hrnet_w32", _official(32)), ("hrnet_w48", _official(48)), ("light_hrnet", light_hrnet_config()))}
 
