@@ -396,9 +396,27 @@ def test_upsampling_heads_export_and_reload(tmp_path):
         "    ms.export(net, x, file_name=base, file_format='MINDIR')\n"
         "    y = nn.GraphCell(ms.load(base + '.mindir'))(x).asnumpy()\n"
         "    ref = net(x).asnumpy()\n"
-        "    print(head, y.shape, os.path.getsize(base + '.onnx') > 0, float(np.abs(y - ref).max() / np.abs(ref).max()))\n")
+        "    rel = float(np.abs(y - ref).max() / np.abs(ref).max())\n"
+        "    print(head, y.shape, os.path.getsize(base + '.onnx') > 0, rel)\n")
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line.startswith(("concat", "full_")))
-    assert lines["concat"].startswith("(1, 3, 16, 16) True") and lines["full_resolution"].startswith("(1, 3, 64, 64) True")
+    assert lines["concat"].startswith("(1, 3, 16, 16) True")
+    assert lines["full_resolution"].startswith("(1, 3, 64, 64) True")
     assert all(float(v.split()[-1]) < 1e-5 for v in lines.values())
+
+
+def test_train_cli_light_hrnet_flags(capsys):
+    """train.py --n_channels/--num_stages/--num_branches/--num_blocks build a light_hrnet without a file."""
+    import train as cli
+    cfg = cli.config_from_args(cli.parse_args(["--n_channels", "64", "--num_stages", "2", "--num_branches", "2",
+                                               "--num_blocks", "2", "--dataset", "demo"]))
+    assert cfg.model_type == light_hrnet_config(64, 2, 2, 2)
+    assert cli.parse_args(["--num_blocks", "3"]).model_type == light_hrnet_config(num_blocks=3)
+    assert cli.parse_args(["--model_type", "hrnet_w32"]).model_type == "hrnet_w32"
+    for argv, message in ((["--num_branches", "5"], "num_branches must be 2-4"),
+                          (["--num_stages", "1"], "num_stages must be 2-3"),
+                          (["--num_stages", "3", "--model_type", "hrnet_w32"], "not --model_type hrnet_w32")):
+        with pytest.raises(SystemExit) as e:
+            cli.parse_args(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err

@@ -9,7 +9,7 @@ from mindspore import nn, ops
 
 from .hrnet_blocks import HighResolutionModule, conv_bn_relu, make_blocks, transition
 from .hrnet_config import (HEAD_CONCAT, HEAD_FULL_RESOLUTION, HEAD_OFFICIAL, MAX_STAGES, branch_channels,
-                           input_multiple, output_stride, stem_stride, validate_hrnet_config)
+                           input_multiple, output_stride, validate_hrnet_config)
 from .layers import batch_norm, conv2d, upsample_bilinear
 from .litehrnet import check_input_size
 
@@ -51,7 +51,6 @@ class HRNet(nn.Cell):
             ]))
         top = widths[-1]
         self.out_channels = list(top) if multi_scale_output or len(stages) == 1 else top[:1]
-        self.stride = stem_stride(config)
 
     def _transit(self, trans, ys, n_new):
         n_old = len(ys)

@@ -19,12 +19,13 @@ def conv_bn_relu(in_channels, out_channels, stride=1, relu=True):
     return nn.SequentialCell(cells)
 
 
-def _downsample(in_channels, out_channels, stride):
-    """The residual path's 1x1 conv + BN (``downsample.0``, ``downsample.1``), None when not needed."""
-    if stride == 1 and in_channels == out_channels:
+def _downsample(in_channels, out_channels):
+    """The residual path's 1x1 conv + BN (``downsample.0``, ``downsample.1``) when the width changes, else None.
+
+    HRNet's blocks all have stride 1 (resolution changes happen in transitions and fuse layers).
+    """
+    if in_channels == out_channels:
         return None
-    if stride != 1:
-        raise ValueError("HRNet blocks here have stride 1")
     return nn.SequentialCell([conv2d(in_channels, out_channels, 1), batch_norm(out_channels)])
 
 
@@ -39,7 +40,7 @@ class BasicBlock(nn.Cell):
         self.conv2 = conv2d(planes, planes, 3)
         self.bn2 = batch_norm(planes)
         self.relu = nn.ReLU()
-        self.downsample = _downsample(in_channels, planes, 1)
+        self.downsample = _downsample(in_channels, planes)
 
     def construct(self, x):
         residual = x if self.downsample is None else self.downsample(x)
@@ -62,7 +63,7 @@ class Bottleneck(nn.Cell):
         self.conv3 = conv2d(planes, out_channels, 1)
         self.bn3 = batch_norm(out_channels)
         self.relu = nn.ReLU()
-        self.downsample = _downsample(in_channels, out_channels, 1)
+        self.downsample = _downsample(in_channels, out_channels)
 
     def construct(self, x):
         residual = x if self.downsample is None else self.downsample(x)
