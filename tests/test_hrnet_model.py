@@ -420,3 +420,13 @@ def test_train_cli_light_hrnet_flags(capsys):
         with pytest.raises(SystemExit) as e:
             cli.parse_args(argv)
         assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_official_yaml_extra_errors_name_the_stage():
+    from litehrnet.models.hrnet_config import from_official_extra
+    extra = dict(STAGE2=dict(NUM_MODULES=1, NUM_BRANCHES=2, BLOCK="BASIC", NUM_BLOCKS=[1, 1], NUM_CHANNELS=[4, 8]))
+    assert from_official_extra(extra)["stages"][1]["num_channels"] == [4, 8]
+    with pytest.raises(HRNetConfigError, match="STAGE2 lacks NUM_CHANNELS"):
+        from_official_extra(dict(STAGE2={k: v for k, v in extra["STAGE2"].items() if k != "NUM_CHANNELS"}))
+    with pytest.raises(HRNetConfigError, match="STAGE2: FUSE_METHOD must be SUM"):
+        from_official_extra(dict(STAGE2=dict(extra["STAGE2"], FUSE_METHOD="CAT")))

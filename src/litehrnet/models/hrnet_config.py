@@ -175,6 +175,9 @@ def from_official_extra(extra, n_channels_in=3, sigma=None):
     def stage(k, entry):
         if entry.get("FUSE_METHOD", "SUM") != "SUM":
             raise HRNetConfigError(f"STAGE{k}: FUSE_METHOD must be SUM, got {entry['FUSE_METHOD']!r}")
+        missing = [k for k in ("NUM_MODULES", "NUM_BRANCHES", "NUM_BLOCKS", "NUM_CHANNELS", "BLOCK") if k not in entry]
+        if missing:
+            raise HRNetConfigError(f"STAGE{k} lacks {', '.join(missing)}")
         return dict(num_modules=entry["NUM_MODULES"], num_branches=entry["NUM_BRANCHES"],
                     num_blocks=list(entry["NUM_BLOCKS"]), num_channels=list(entry["NUM_CHANNELS"]),
                     block=str(entry["BLOCK"]).lower())
