@@ -430,3 +430,16 @@ def test_official_yaml_extra_errors_name_the_stage():
         from_official_extra(dict(STAGE2={k: v for k, v in extra["STAGE2"].items() if k != "NUM_CHANNELS"}))
     with pytest.raises(HRNetConfigError, match="STAGE2: FUSE_METHOD must be SUM"):
         from_official_extra(dict(STAGE2=dict(extra["STAGE2"], FUSE_METHOD="CAT")))
+
+
+def test_project_checkpoint_round_trip(tmp_path):
+    """An HRNet saved by this project loads back strictly (its names are read as this project's scheme)."""
+    net = _randomize(litehrnet.create_model(narrow_hrnet("concat"), num_joints=3))
+    path = litehrnet.save_checkpoint(net, tmp_path / "hrnet.ckpt")
+    other = litehrnet.create_model(narrow_hrnet("concat"), num_joints=3, pretrained=str(path))
+    mine = {p.name: p.asnumpy() for p in net.get_parameters()}
+    theirs = {p.name: p.asnumpy() for p in other.get_parameters()}
+    assert sorted(mine) == sorted(theirs)
+    assert all(np.array_equal(mine[k], theirs[k]) for k in mine)
+    with pytest.raises(ValueError, match="does not fit the network"):
+        litehrnet.create_model(narrow_hrnet("official"), num_joints=3, pretrained=str(path))
