@@ -26,11 +26,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
 from litehrnet.cli import ArgParser, number_list, resolution, run_main, str2bool  # noqa: E402
 
+LIGHT_FLAGS = ('n_channels', 'num_stages', 'num_branches', 'num_blocks')
+
 
 def parse_args(argv=None):
     p = ArgParser(prog='train.py', description=__doc__.splitlines()[0])
     p.add_argument('--model_type', help='litehrnet_18 (coco/mpii/custom default), litehrnet_30, naive_litehrnet_18, '
                                         'wider_naive_litehrnet_18, an alias, or an architecture .json/.yaml')
+    for flag, default in (('n_channels', 32), ('num_stages', 2), ('num_branches', 2), ('num_blocks', 2)):
+        p.add_argument(f'--{flag}', type=int, help=f'light_hrnet setting (default {default}); giving any of '
+                                                   '--n_channels/--num_stages/--num_branches/--num_blocks implies '
+                                                   '--model_type light_hrnet')
     p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; mpii 256x256; demo 128x96)')
     p.add_argument('--dataset', choices=('coco', 'mpii', 'demo', 'custom'), default='coco',
                    help='layout under --data_root: coco: annotations/person_keypoints_{train,val}2017.json, '
@@ -68,6 +74,15 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.load_ckpt and args.pretrained:
         p.error('give --pretrained or --load_ckpt, not both')
+    light = {k: getattr(args, k) for k in LIGHT_FLAGS if getattr(args, k) is not None}
+    if light:
+        if args.model_type not in (None, 'light_hrnet'):
+            p.error(f"--{' --'.join(light)} set a light_hrnet, not --model_type {args.model_type}")
+        from litehrnet.models.hrnet_config import light_hrnet_config
+        try:
+            args.model_type = light_hrnet_config(**light)
+        except ValueError as e:
+            p.error(str(e))
     return args
 
 

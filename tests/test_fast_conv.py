@@ -25,7 +25,9 @@ BACKENDS = [pytest.param("aot", marks=pytest.mark.skipif(AOT_MISSING is not None
 DEPTHWISE = [(1, 4, 8, 6, 1, False), (3, 5, 7, 9, 1, True), (1, 4, 8, 6, 2, False), (3, 6, 9, 7, 2, True),
              (1, 3, 1, 1, 1, False), (3, 2, 2, 3, 2, False), (2, 16, 40, 36, 1, False), (2, 16, 41, 37, 2, True)]
 # (batch, in, out, H, W, stride, bias): the stem conv (3 -> 32, stride 2) and a stride-1 dense conv
-DENSE = [(1, 3, 32, 16, 12, 2, False), (3, 3, 8, 11, 9, 2, True), (2, 4, 6, 7, 8, 1, True)]
+DENSE = [(1, 3, 32, 16, 12, 2, False), (3, 3, 8, 11, 9, 2, True), (2, 4, 6, 7, 8, 1, True),
+         # HRNet's dense convs: a branch block (stride 1) and a transition / fuse step (stride 2), threaded sizes
+         (2, 32, 32, 32, 24, 1, False), (2, 32, 64, 32, 24, 2, False)]
 
 
 def _reference(cin, cout, stride, groups, bias):

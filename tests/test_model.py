@@ -60,7 +60,7 @@ def test_unknown_model_type_lists_the_valid_ones():
 
 
 def test_list_models():
-    assert litehrnet.list_models() == TYPES
+    assert litehrnet.list_models() == TYPES + ["hrnet_w32", "hrnet_w48", "light_hrnet"]
 
 
 def test_output_shape_and_values_depend_on_input():

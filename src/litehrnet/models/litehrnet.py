@@ -8,12 +8,15 @@ from .layers import depthwise_pointwise
 STRIDE = 32  # input height and width must be multiples of this
 
 
-def check_input_size(height, width):
-    """Refuse sizes the multi-resolution branches cannot represent, before MindSpore fails deep inside."""
-    if height % STRIDE or width % STRIDE or height <= 0 or width <= 0:
+def check_input_size(height, width, multiple=STRIDE, model="Lite-HRNet"):
+    """Refuse sizes the multi-resolution branches cannot represent, before MindSpore fails deep inside.
+
+    ``multiple`` is the network's ``input_multiple`` (32 for Lite-HRNet; 2**(branches+1) for an HRNet).
+    """
+    if height % multiple or width % multiple or height <= 0 or width <= 0:
         raise ValueError(
-            f"input size {height}x{width} (HxW) is not supported: Lite-HRNet needs height and width that "
-            f"are positive multiples of {STRIDE} (e.g. 256x192, 384x288, 256x256)")
+            f"input size {height}x{width} (HxW) is not supported: {model} needs height and width that "
+            f"are positive multiples of {multiple} (e.g. 256x192, 384x288, 256x256)")
 
 
 def _transition(pre_channels, cur_channels):
@@ -107,9 +110,11 @@ class PoseNet(nn.Cell):
         self.model_type = model_type
         self.config = config
         self.num_joints = num_joints
-        self.backbone = LiteHRNet(config)
+        self.input_multiple = STRIDE
+        self.output_stride = 4
+        self.backbone = LiteHRNet(config, in_channels=config.get("n_channels_in", 3))
         self.keypoint_head = KeypointHead(self.backbone.out_channels, num_joints)
 
     def construct(self, x):
-        check_input_size(x.shape[2], x.shape[3])
+        check_input_size(x.shape[2], x.shape[3], self.input_multiple)
         return self.keypoint_head(self.backbone(x))

@@ -8,8 +8,11 @@ import mindspore as ms
 import yaml
 
 from .configs import MODEL_CONFIGS, ModelTypeError, canonical_model_type, get_config, validate_config
+from .hrnet import HRNetPoseNet
+from .hrnet_config import HRNET_CONFIGS, apply_overrides, is_hrnet_config
+from .hrnet_config import input_multiple as hrnet_input_multiple
 from .layers import conv_implementation
-from .litehrnet import PoseNet
+from .litehrnet import STRIDE, PoseNet
 
 BASE_URL = "https://download.mindspore.cn/vision/litehrnet/ckpts/"
 MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
@@ -132,7 +135,13 @@ PRETRAINED_ALIASES = {
 
 def list_models():
     """Canonical model type names (aliases of the earlier port are accepted everywhere too)."""
-    return list(MODEL_CONFIGS)
+    return list(MODEL_CONFIGS) + list(HRNET_CONFIGS)
+
+
+def input_multiple(model_type):
+    """What input height and width must be multiples of for ``model_type`` (a name, config or file)."""
+    _, config = _resolve_config(model_type)
+    return hrnet_input_multiple(config) if is_hrnet_config(config) else STRIDE
 
 
 def list_pretrained():
@@ -238,7 +247,7 @@ def default_conv_impl():
 
 
 def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv_impl="auto",
-                 reset_head=False):
+                 reset_head=False, **overrides):
     """Build a Lite-HRNet pose network and optionally load weights.
 
     model_type: a name from ``list_models()`` (or an alias such as ``lite_18``), an
@@ -246,12 +255,22 @@ def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv
     file, a published checkpoint name (``list_pretrained()``) or a URL. conv_impl: 'auto'
     (fast on CPU), 'fast' or 'native'; both compute the same function with the same
     parameter names. reset_head: when the checkpoint has another joint count, keep the
-    fresh final layer instead of failing (fine-tuning on a new keypoint set).
+    fresh final layer instead of failing (fine-tuning on a new keypoint set). overrides: config
+    settings, e.g. ``create_model('light_hrnet', n_channels=64, num_stages=2, num_branches=2,
+    num_blocks=2, n_channels_in=1)``; ``n_channels_in`` (image channels) applies to every family.
     """
     name, config = _resolve_config(model_type)
+    if is_hrnet_config(config):
+        config = apply_overrides(name, config, overrides)
+    elif overrides:
+        extra = {k: v for k, v in overrides.items() if k != "n_channels_in"}
+        if extra:
+            raise ModelTypeError(f"unknown model settings for {name}: {', '.join(sorted(extra))}")
+        config = dict(config, n_channels_in=overrides["n_channels_in"])
     impl = default_conv_impl() if conv_impl == "auto" else conv_impl
     with conv_implementation(impl):
-        net = PoseNet(config, num_joints=num_joints, model_type=name)
+        cls = HRNetPoseNet if is_hrnet_config(config) else PoseNet
+        net = cls(config, num_joints=num_joints, model_type=name)
     net.conv_impl = impl
     if pretrained:
         from ..checkpoint.io import load_checkpoint
