@@ -14,6 +14,7 @@ import pytest
 import mindspore as ms
 
 import litehrnet
+from litehrnet.models.hrnet_config import from_official_extra
 from litehrnet.checkpoint import io as ckpt_io
 from litehrnet.checkpoint.formats import is_hrnet
 from litehrnet.checkpoint.safetensors_reader import is_safetensors, read_safetensors
@@ -246,31 +247,18 @@ def test_load_backbone_requires_every_network_tensor(expected):
         load_backbone(FakeNet(wider), tiny("tiny_cls_official.pth"))
 
 
-def _tiny_hrnet_config():
-    """The tiny model of the fixtures (tiny_meta.json yaml EXTRA) as a project architecture config."""
+def _tiny_hrnet():
+    """The tiny model of the fixtures, built from tiny_meta.json's yaml EXTRA as the official code does."""
     extra = json.loads(tiny("tiny_meta.json").read_text())["yaml_EXTRA"]
-    stages = [dict(num_modules=extra[s]["NUM_MODULES"], num_branches=extra[s]["NUM_BRANCHES"],
-                   num_blocks=extra[s]["NUM_BLOCKS"][0], num_channels=list(extra[s]["NUM_CHANNELS"]),
-                   block="basic") for s in ("STAGE2", "STAGE3", "STAGE4")]
-    return dict(family="hrnet", stem_channels=64, stage1=dict(block="bottleneck", num_blocks=4, num_channels=64),
-                stages=stages, head="official")
-
-
-def _tiny_hrnet_or_skip():
-    try:
-        net = litehrnet.create_model(_tiny_hrnet_config(), num_joints=17, conv_impl="native")
-    except (litehrnet.ModelTypeError, KeyError, TypeError, ValueError) as err:
-        pytest.skip(f"HRNet support missing on this branch (create_model refused the tiny HRNet config: {err})")
-    names = {p.name for p in net.get_parameters()}
-    if "backbone.layer1.0.conv1.weight" not in names:
-        pytest.skip("HRNet support missing on this branch (create_model built something else from the config)")
+    net = litehrnet.create_model(from_official_extra(extra), num_joints=17)
+    assert "backbone.layer1.0.conv1.weight" in {p.name for p in net.get_parameters()}
     return net
 
 
 @pytest.mark.parametrize("name", sorted(POSE_FILES))
 def test_tiny_hrnet_model_reproduces_the_official_output(name):
     """Enabled once the HRNet model is merged: every scheme loads into the tiny model and gives tiny_io.npz."""
-    net = _tiny_hrnet_or_skip()
+    net = _tiny_hrnet()
     litehrnet.load_checkpoint(net, str(tiny(name)))
     net.set_train(False)
     io = np.load(tiny("tiny_io.npz"))
@@ -280,7 +268,7 @@ def test_tiny_hrnet_model_reproduces_the_official_output(name):
 
 
 def test_tiny_hrnet_model_backbone_from_imagenet_file():
-    net = _tiny_hrnet_or_skip()
+    net = _tiny_hrnet()
     head = {p.name: p.asnumpy().copy() for p in net.get_parameters() if not p.name.startswith("backbone.")}
     load_backbone(net, tiny("tiny_cls_mindcv.ckpt"))
     official, _ = read_pose_weights(tiny("tiny_official.pth"))
