@@ -283,7 +283,7 @@ def keypoint_info_of_categories(categories, source='annotation file', meta=None)
             fits = _skeleton_fits(file_skeleton, len(names))
             if not fits or _links(np.asarray(file_skeleton) - 1) != _links(info.skeleton):
                 info.notes.append(f"{source}: the file's skeleton ({len(file_skeleton)} links"
-                                  + ('' if fits else ', not numbered 1..K') + f") is not used: {known.title}'s is")
+                                  + ('' if fits else f', not all within 1..{len(names)}') + f") is not used: {known.title}'s is")
     if len(cats) > 1:
         info.notes.append(f"{source}: {len(cats)} categories share this keypoint set: "
                           + ', '.join(repr(n) for n in cat_names))
@@ -314,7 +314,7 @@ def keypoint_info(name, meta=None):
             raise ValueError(f"{path}: not a COCO annotation file (no 'categories' list)")
         return keypoint_info_of_categories(categories, str(path), meta)[0]
     info = keypoint_set(name)
-    if meta is None:
-        return info
     known = next(s for s in KNOWN_SETS.values() if s.info is info)
-    return _with_meta(known, meta)
+    out = replace(info, notes=list(info.notes)) if meta is None else _with_meta(known, meta)
+    out.notes.insert(0, f"keypoint set {known.title} ('{known.key}') chosen by name; values from {known.source}")
+    return out
