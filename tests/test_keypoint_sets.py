@@ -156,10 +156,14 @@ def test_keypoints_by_name():
 
 def test_keypoint_info_from_annotation_file(tmp_path):
     path = tmp_path / 'crowd.json'
-    path.write_text(json.dumps({'images': [], 'annotations': [],
-                                'categories': [category(CROWDPOSE_14, spell=lambda n: 'head' if n == 'top_head' else n)]}))
+    cat = category(CROWDPOSE_14, spell=lambda n: 'head' if n == 'top_head' else n)
+    path.write_text(json.dumps({'images': [], 'annotations': [], 'categories': [cat]}))
     info = keypoint_info(str(path))
     assert info.name == 'crowdpose' and str(path) in info.notes[0]
+    broken = tmp_path / 'broken.json'
+    broken.write_text('{"categories": [')
+    with pytest.raises(ValueError, match='broken.json: not a readable JSON file'):
+        keypoint_info(str(broken))
 
 
 def test_mid_name_left_right_flip_pairs():

@@ -282,8 +282,9 @@ def keypoint_info_of_categories(categories, source='annotation file', meta=None)
         if file_skeleton:
             fits = _skeleton_fits(file_skeleton, len(names))
             if not fits or _links(np.asarray(file_skeleton) - 1) != _links(info.skeleton):
-                info.notes.append(f"{source}: the file's skeleton ({len(file_skeleton)} links"
-                                  + ('' if fits else f', not all within 1..{len(names)}') + f") is not used: {known.title}'s is")
+                beyond = '' if fits else f', not all within 1..{len(names)}'
+                info.notes.append(f"{source}: the file's skeleton ({len(file_skeleton)} links{beyond}) "
+                                  f"is not used: {known.title}'s is")
     if len(cats) > 1:
         info.notes.append(f"{source}: {len(cats)} categories share this keypoint set: "
                           + ', '.join(repr(n) for n in cat_names))
@@ -307,8 +308,11 @@ def keypoint_info(name, meta=None):
     or json/yaml path) overrides the values."""
     path = Path(str(name))
     if path.suffix == '.json' and path.is_file():
-        with open(path) as f:
-            data = json.load(f)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a readable JSON file ({type(e).__name__}: {e})") from None
         categories = data.get('categories') if isinstance(data, dict) else None
         if not isinstance(categories, list):
             raise ValueError(f"{path}: not a COCO annotation file (no 'categories' list)")
