@@ -17,6 +17,8 @@ UNIFORM_SIGMA = 0.0669
 # Left/right spellings in lower-cased joint names ('left' also covers 'left_' and '_left').
 _PREFIXES = (('left', 'right'), ('l_', 'r_'))
 _SUFFIXES = (('left', 'right'), ('_l', '_r'))
+# ... and in the middle of a name, between separators (MPII-TRB's medial_left_wrist, lateral_right_hip).
+_INFIXES = (('_left_', '_right_'), ('_l_', '_r_'))
 
 
 @dataclass
@@ -83,12 +85,14 @@ def flip_indices(num_joints, flip_pairs):
 
 
 def infer_flip_pairs(joint_names):
-    """Pair joints whose names differ only by a left/right prefix or suffix (left/right, l_/r_, _l/_r)."""
+    """Pair joints whose names differ only by a left/right prefix, suffix or middle word
+    (left/right, l_/r_, _l/_r, _left_/_right_, _l_/_r_)."""
     index = {n.lower(): i for i, n in enumerate(joint_names)}
     pairs = []
     for i, name in enumerate(n.lower() for n in joint_names):
         candidates = [right + name[len(left):] for left, right in _PREFIXES if name.startswith(left)]
         candidates += [name[:-len(left)] + right for left, right in _SUFFIXES if name.endswith(left)]
+        candidates += [name.replace(left, right, 1) for left, right in _INFIXES if left in name]
         j = next((index[c] for c in candidates if c in index), None)
         if j is not None and j != i and not any(j in p for p in pairs):
             pairs.append(sorted((i, j)))
@@ -109,14 +113,69 @@ def load_meta(path):
         return json.load(f)
 
 
-def from_coco_category(category, meta=None):
+def read_skeleton(pairs, num_joints, one_based, source):
+    """(0-based skeleton, notes) from index pairs written 1-based (COCO files) or 0-based (metadata).
+
+    A skeleton that fits only the other numbering is read in that numbering, with a note; one that
+    fits neither (CrowdPose's 17-joint COCO skeleton on 14 joints) is a ValueError naming `source`
+    and the first pair that does not fit.
+    """
+    try:
+        arr = np.asarray(pairs if len(pairs) else np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: the skeleton must be a list of [joint, joint] index pairs") from None
+    if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+        raise ValueError(f"{source}: the skeleton must be a list of [joint, joint] index pairs")
+    arr = arr.astype(np.int64)
+
+    def first_bad(base):
+        bad = ((arr < base) | (arr >= num_joints + base)).any(axis=1)
+        return arr[np.argmax(bad)].tolist() if bad.any() else None
+
+    base = 1 if one_based else 0
+    pair = first_bad(base)
+    if pair is None:
+        return (arr - base).tolist(), []
+    if first_bad(1 - base) is None:
+        return (arr - (1 - base)).tolist(), [
+            f"{source}: the skeleton is numbered from {1 - base}, not from {base}: read as such "
+            f"(pair {pair} does not fit {num_joints} joints numbered from {base})"]
+    raise ValueError(f"{source}: skeleton pair {pair} refers to a joint the set does not have "
+                     f"({num_joints} joints, numbered from {base})")
+
+
+def keypoint_categories(categories, source='annotation file'):
+    """The categories with keypoints, which must all share one keypoint set (AP-10K's and AnimalPose's
+    species); a category with other keypoint names is a ValueError naming it."""
+    cats = [c for c in categories if isinstance(c, dict) and c.get('keypoints')]
+    if not cats:
+        raise ValueError(f"{source}: no category has keypoints (not a keypoint annotation file)")
+    names = list(cats[0]['keypoints'])
+    for cat in cats[1:]:
+        other = list(cat['keypoints'])
+        if other != names:
+            diff = (f"{len(other)} keypoints against {len(names)}" if len(other) != len(names) else
+                    "keypoint {} is {!r} against {!r}".format(
+                        *next((i, b, a) for i, (a, b) in enumerate(zip(names, other)) if a != b)))
+            raise ValueError(f"{source}: category {cat.get('name')!r} (id {cat.get('id')}) has another "
+                             f"keypoint set than category {cats[0].get('name')!r} (id {cats[0].get('id')}): "
+                             f"{diff}; one file holds one keypoint set (split the file or remove the category)")
+    return cats
+
+
+def from_coco_category(category, meta=None, source=None):
     """KeypointInfo for a COCO-format category; `meta` (dict or json/yaml path) may give
-    flip_pairs, upper_body_ids, lower_body_ids (indices or names), sigmas, joint_weights."""
+    flip_pairs, upper_body_ids, lower_body_ids (indices or names), sigmas, joint_weights, and a
+    0-based skeleton (indices or names). `source` names the file in messages."""
+    meta_source = str(meta) if isinstance(meta, (str, Path)) else 'the metadata'
     meta = load_meta(meta) if isinstance(meta, (str, Path)) else dict(meta or {})
     names = list(category['keypoints'])
     k = len(names)
-    skeleton = [[a - 1, b - 1] for a, b in category.get('skeleton', [])]
-    notes = []
+    source = source or f"category {category.get('name', '?')!r}"
+    if 'skeleton' in meta:
+        skeleton, notes = read_skeleton([_ids(p, names) for p in meta['skeleton']], k, False, meta_source)
+    else:
+        skeleton, notes = read_skeleton(category.get('skeleton') or [], k, True, source)
 
     if 'flip_pairs' in meta:
         flip_pairs = [list(_ids(p, names)) for p in meta['flip_pairs']]
