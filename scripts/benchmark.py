@@ -89,7 +89,7 @@ def worker_data(args):
     import numpy as np
     import mindspore.dataset as ds
     from litehrnet.codec import codec_for
-    from litehrnet.data.keypoints import COCO_17
+    from litehrnet.keypoints import COCO_17
     from litehrnet.data.transforms import TopDownTrainTransform, box_to_center_scale
 
     h, w = _hw(args.target_res)

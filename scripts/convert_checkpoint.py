@@ -31,7 +31,9 @@ def main(argv=None):
     import numpy as np
     import mindspore as ms
     import litehrnet
-    from litehrnet.checkpoint.io import CheckpointError, load_weights, read_checkpoint
+    from litehrnet.checkpoint.io import read_checkpoint
+    from litehrnet.errors import CheckpointError
+    from litehrnet.models.weights import load_weights
     from litehrnet.models.configs import ModelTypeError
 
     ms.set_context(mode=ms.PYNATIVE_MODE)

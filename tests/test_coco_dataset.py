@@ -10,7 +10,7 @@ import pytest
 from conftest import shared_path
 from litehrnet.codec import codec_for
 from litehrnet.data.coco import AnnotationError, CocoKeypointDataset
-from litehrnet.data.keypoints import COCO_17
+from litehrnet.keypoints import COCO_17
 from litehrnet.data.pipeline import TrainSampler, build_train_dataset, steps_per_epoch
 from litehrnet.data.transforms import box_to_center_scale, clean_coco_box
 

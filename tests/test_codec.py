@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from litehrnet.codec import (MSRAHeatmap, codec_for, flip_back, keypoints_to_image, shift_heatmap)
-from litehrnet.data.keypoints import COCO_17
+from litehrnet.keypoints import COCO_17
 from litehrnet.data.transforms import (affine_points, box_to_center_scale, clean_coco_box,
                                        get_affine_transform)
 

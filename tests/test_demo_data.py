@@ -5,10 +5,11 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 
-from litehrnet.data.coco import CocoKeypointDataset, split_files
+from litehrnet.data.coco import CocoKeypointDataset
+from litehrnet.data.datasets import DATASETS
 from litehrnet.data.demo import (IMAGE_SIZE_WH, L_EAR, L_ELB, L_EYE, L_HIP, L_SHO, R_EAR, R_ELB, R_EYE, R_HIP, R_SHO,
                                  _draw_person, ensure_demo_dataset, random_pose, render_image)
-from litehrnet.data.keypoints import COCO_17, from_coco_category
+from litehrnet.keypoints import COCO_17, from_coco_category
 
 SMALL = {'train': 6, 'val': 3}
 
@@ -37,7 +38,7 @@ def test_written_dataset_is_identical_across_runs(tmp_path):
 
 def test_coco17_format_readable_by_pycocotools_and_the_dataset(tmp_path):
     root = ensure_demo_dataset(tmp_path, SMALL)
-    ann, img_root = split_files('demo', root, 'train')
+    ann, img_root = DATASETS['demo'].split_files(root, 'train')
     coco = COCO(str(ann))
     cat = coco.loadCats(1)[0]
     assert cat['keypoints'] == COCO_17.joint_names

@@ -11,13 +11,13 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-import export
+from litehrnet.commands import export
 from litehrnet import create_model, save_checkpoint
 from litehrnet.annotate import Annotator, plan_inputs
-from litehrnet.data.keypoints import COCO_17
+from litehrnet.keypoints import COCO_17
 from litehrnet.detection import WholeImage
 from litehrnet.exporting import FlipTestNet, output_path
-from litehrnet.inference import TopDownPredictor
+from litehrnet.predictor import TopDownPredictor
 from litehrnet.runners import CellRunner, OnnxRunner, make_predictor, open_backend, read_export_meta
 
 from conftest import run_script
@@ -33,7 +33,7 @@ except ImportError:
 NO_ONNXRUNTIME = 'onnxruntime is not installed (optional: pip install onnxruntime): the ONNX backend is not tested'
 
 MINDIR_CHECK = """
-import sys; sys.path.insert(0, 'src')
+import sys
 import mindspore as ms, numpy as np
 from mindspore import nn
 x = np.load(sys.argv[1])['x']

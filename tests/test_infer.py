@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-import infer
-from litehrnet.annotate import Annotator, plan_inputs, summary_line
-from litehrnet.data.keypoints import COCO_17
+from litehrnet.commands import infer
+from litehrnet.annotate import Annotator, plan_inputs, run_summary
+from litehrnet.keypoints import COCO_17
 from litehrnet.data.transforms import preprocess_box
 from litehrnet.detection import BoxFile, HogDetector, WholeImage, make_box_source
 from litehrnet.drawing import draw_poses, joint_colors, limb_colors
@@ -176,10 +176,10 @@ def test_folder_tree_outputs_mirror_the_input_and_bad_files_are_counted(tmp_path
     assert all(len(r['keypoints']) == 51 and r['category_id'] == 1 for r in results)
     run = json.loads((out / 'run.json').read_text())
     assert [im['id'] for im in run['images']] == [1, 2, 3] and run['backend'] == 'recording'
-    line = summary_line(stats, out)
+    line = run_summary(stats, out)
     assert line.startswith('3 images, 3 persons, 2 skipped (1 not an image, 1 unreadable image)')
     assert 'whole image as one box' in line
-    assert 'RANDOM' in summary_line(stats, out, random_weights=True)
+    assert 'RANDOM' in run_summary(stats, out, random_weights=True)
 
 
 def test_without_recursive_only_the_top_folder(tmp_path):
@@ -204,7 +204,7 @@ def test_video_gives_a_drawn_video_with_the_same_frame_rate(tmp_path, ext):
     capture.release()
     record = json.loads((tmp_path / 'out' / (path.name + '.json')).read_text())
     assert [f['image_id'] for f in record['frames']] == [1, 2, 3, 4, 5] and record['fps'] == pytest.approx(12.0)
-    assert summary_line(stats, 'o').startswith('5 frames, 5 persons, 0 skipped')
+    assert run_summary(stats, 'o').startswith('5 frames, 5 persons, 0 skipped')
 
 
 def test_drawing_hides_keypoints_below_the_threshold():

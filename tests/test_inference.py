@@ -17,10 +17,11 @@ from mindspore import nn
 from scipy.io import savemat
 
 from litehrnet.codec import codec_for
-from litehrnet.data.keypoints import COCO_17, MPII_16, flip_indices, from_coco_category
+from litehrnet.keypoints import COCO_17, MPII_16, flip_indices, from_coco_category
 from litehrnet.data.transforms import affine_points, clean_coco_box, get_affine_transform, preprocess, \
     preprocess_box
-from litehrnet.inference import TopDownPredictor, evaluate_coco, evaluate_mpii, read_image_rgb, summary_line
+from litehrnet.evaluate import coco_summary, evaluate_coco, evaluate_mpii, pckh_summary
+from litehrnet.predictor import TopDownPredictor, read_image_rgb
 
 TINY = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny'
 ANN_FILE = TINY / 'test_coco.json'
@@ -131,7 +132,7 @@ def test_gt_boxes_give_ap_1(tmp_path):
     assert json.loads((tmp_path / 'metrics.json').read_text()) == metrics
     results = json.loads((tmp_path / 'results_keypoints.json').read_text())
     assert len(results) == 12 and all(len(r['keypoints']) == 51 and r['category_id'] == 1 for r in results)
-    assert 'ground-truth boxes' in summary_line(metrics)
+    assert 'ground-truth boxes' in coco_summary(metrics)
 
 
 def test_flip_test_with_a_symmetric_fake_is_consistent(tmp_path):
@@ -165,7 +166,7 @@ def test_detector_boxes_category_filter_and_nms(tmp_path):
     assert metrics['AP'] == pytest.approx(1.0, abs=1e-6)
     assert (metrics['box_source'], metrics['num_boxes'], metrics['num_boxes_ignored'], metrics['num_results']) \
         == ('detector', 24, 1, 12)
-    assert 'detector boxes (published protocol)' in summary_line(metrics)
+    assert 'detector boxes (published protocol)' in coco_summary(metrics)
     with pytest.raises(ValueError, match='not found') as err:
         evaluate_coco(TableNet(17, (64, 48)), ANN_FILE, TINY, SIZE, bbox_file=tmp_path / 'nope.json')
     assert '\n' not in str(err.value)
@@ -183,7 +184,7 @@ def test_unreadable_images_are_counted_and_skipped(tmp_path):
     assert net.training  # the caller's mode is restored (training validates with this function)
     assert metrics['num_images_skipped'] == 1 and metrics['skipped_images'] == [str(TINY / 'missing.jpg')]
     assert metrics['num_boxes'] == 11 and 0.5 < metrics['AP'] < 1.0
-    assert 'unreadable images skipped' in summary_line(metrics)
+    assert 'unreadable images skipped' in coco_summary(metrics)
     empty = tmp_path / 'empty'
     empty.mkdir()
     with pytest.raises(ValueError, match='none of the 4 images could be read'):
@@ -198,7 +199,7 @@ def test_custom_keypoint_set_gets_landmark_metrics():
     assert metrics['dataset'] == 'custom' and metrics['AP'] == pytest.approx(1.0, abs=1e-6)
     assert metrics['PCK@0.2'] == 1.0 and metrics['PCK@0.05'] > 0.9
     assert 0 < metrics['EPE'] == metrics['MRE'] < 4 and metrics['SDR@8'] == 1.0
-    assert 'PCK@0.1' in summary_line(metrics)
+    assert 'PCK@0.1' in coco_summary(metrics)
 
 
 def test_mpii_pckh_with_a_perfect_fake(tmp_path):
@@ -228,7 +229,7 @@ def test_mpii_pckh_with_a_perfect_fake(tmp_path):
     assert metrics['Mean'] == pytest.approx(100.0) and metrics['Mean@0.1'] > 50
     assert metrics['num_predicted'] == 12 and (tmp_path / 'metrics.json').is_file()
     assert len(json.loads((tmp_path / 'results_mpii.json').read_text())) == 12
-    assert summary_line(metrics).startswith('MPII PCKh@0.5 Mean 100.00')
+    assert pckh_summary(metrics).startswith('MPII PCKh@0.5 Mean 100.00')
     shutil.copy(tmp_path / 'mpii_val.json', tmp_path / 'other.json')
     with pytest.raises(ValueError, match='MPII ground truth not found'):
         evaluate_mpii(net, tmp_path / 'other.json', TINY, size, gt_mat=tmp_path / 'nope.mat')

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from litehrnet.data.keypoints import (COCO_17, MPII_16, flip_indices, from_coco_category,
+from litehrnet.keypoints import (COCO_17, MPII_16, flip_indices, from_coco_category,
                                       get_keypoint_info, infer_flip_pairs)
 
 TINY_ANN = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny' / 'test_coco.json'

@@ -17,7 +17,7 @@ from conftest import run_script
 from litehrnet import create_model, load_checkpoint
 from litehrnet.data import transforms
 from litehrnet.data.coco import AnnotationError
-from litehrnet.data.keypoints import MPII_16, flip_indices
+from litehrnet.keypoints import MPII_16, flip_indices
 from litehrnet.data.mpii import MpiiKeypointDataset, mpii_center_scale
 from litehrnet.data.transforms import TopDownTrainTransform, preprocess
 from litehrnet.engine.config import make_config
@@ -252,8 +252,7 @@ def test_cli_bad_record_exits_2_with_one_line(mpii, tmp_path):
 @pytest.mark.slow
 def test_tiny_mpii_training_validates_with_pckh(mpii, tmp_path):
     out = tmp_path / 'run'
-    code = (f"import sys; sys.path.insert(0, 'src')\n"
-            f"from litehrnet.engine.config import make_config\n"
+    code = (f"from litehrnet.engine.config import make_config\n"
             f"from litehrnet.engine.trainer import train\n"
             f"train(make_config('mpii', model_type={TINY!r}, input_size_hw=(64, 64), epochs=2, batch_size=2,\n"
             f"                  val_interval=1, workers=1, warmup_iters=2, progress=False, flip_test=False,\n"

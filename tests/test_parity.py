@@ -57,7 +57,6 @@ def test_graph_mode_matches_official(impl, tmp_path):
     script = tmp_path / "graph_parity.py"
     script.write_text(
         "import sys, numpy as np, mindspore as ms\n"
-        "sys.path.insert(0, 'src')\n"
         "import litehrnet\n"
         "ms.set_context(mode=ms.GRAPH_MODE)\n"
         f"base = '../shared/fixtures/official/{TRAIN_TAG}'\n"

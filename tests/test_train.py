@@ -62,8 +62,7 @@ def test_settings_defaults_presets_and_overrides():
 
 
 def test_cli_flags_are_typed():
-    sys.path.insert(0, str(ROOT / 'src'))
-    import train as cli
+    from litehrnet.commands import train as cli
     args = cli.parse_args(['--dataset', 'demo', '--flip_test', 'false', '--target_res', '64x64', '--epochs', '3',
                            '--lr_steps', '2', '--resume'])
     cfg = cli.config_from_args(args)

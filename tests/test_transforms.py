@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from litehrnet.data.keypoints import COCO_17, KeypointInfo
+from litehrnet.keypoints import COCO_17, KeypointInfo
 from litehrnet.data.transforms import (TopDownTrainTransform, affine_points, box_to_center_scale,
                                        clean_coco_box, flip_joints, get_affine_transform, half_body_box,
                                        normalize, preprocess, preprocess_box, random_scale_rotation,

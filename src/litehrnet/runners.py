@@ -13,10 +13,9 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from .data.keypoints import get_keypoint_info
-from .inference import TopDownPredictor
-from .models.litehrnet import check_input_size
-from .models.registry import create_model
+from .keypoints import get_keypoint_info
+from .predictor import TopDownPredictor
+from .models.registry import check_input_size, create_model
 
 BACKENDS = ('mindspore', 'mindir', 'onnx')
 
@@ -154,7 +153,7 @@ def open_backend(backend, model=None, model_type='litehrnet_18', checkpoint=None
                          f"has {info.num_joints}")
     if backend == 'mindspore':
         size = tuple(input_size_hw or (256, 192))
-        check_input_size(*size)
+        check_input_size(model_type, *size)
         runner = CellRunner(create_model(model_type, num_joints=info.num_joints, pretrained=checkpoint))
     else:
         runner = MindirRunner(model, meta.get('batch_size') or batch_size) if backend == 'mindir' else OnnxRunner(model)

@@ -36,8 +36,8 @@ Units: ``official_flops_m`` = official_flops / 2**20 and ``macs_m`` = macs / 10*
 All ten published figures (``PUBLISHED_FLOPS_M``) are reproduced to the printed digit.
 """
 from .configs import canonical_model_type, get_config, validate_config
+from .inputs import check_input_size, parse_input_size
 
-STRIDE = 32  # the same constraint PoseNet checks: height and width are multiples of 32
 
 OFFICIAL_FLOPS_UNIT = 2 ** 20  # torchstat's "M" (binary, as the official repo prints it)
 MACS_UNIT = 10 ** 6
@@ -267,16 +267,9 @@ def _resolve_config(model_type_or_config):
 
 
 def parse_input_hw(input_hw):
-    """(H, W) from a pair or a 'HxW' string, checked against the network's stride."""
-    if isinstance(input_hw, str):
-        parts = input_hw.lower().split("x")
-        if len(parts) != 2:
-            raise ValueError(f"input size '{input_hw}' must be written HxW, e.g. 256x192")
-        input_hw = parts
-    h, w = (int(v) for v in input_hw)
-    if h <= 0 or w <= 0 or h % STRIDE or w % STRIDE:
-        raise ValueError(f"input size {h}x{w} (HxW) is not supported: Lite-HRNet needs height and width that "
-                         f"are positive multiples of {STRIDE} (e.g. 256x192, 384x288, 256x256)")
+    """(H, W) from a pair or a 'HxW' string, checked against the network's input-size rule."""
+    h, w = parse_input_size(input_hw)
+    check_input_size(h, w)
     return h, w
 
 

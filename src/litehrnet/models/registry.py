@@ -1,14 +1,20 @@
-"""create_model / list_models and the published checkpoints (URL, input size, joints, sha256)."""
+"""create_model / list_models, the published checkpoints (URL, input size, joints, sha256) and load_checkpoint."""
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import mindspore as ms
+import yaml
 
+from ..checkpoint.download import download
+from ..checkpoint.io import read_checkpoint
+from ..errors import CheckpointError
 from .configs import MODEL_CONFIGS, ModelTypeError, canonical_model_type, get_config, validate_config
 from .layers import conv_implementation
+from .inputs import check_input_size as check_size
 from .litehrnet import PoseNet
+from .weights import load_weights
 
 BASE_URL = "https://download.mindspore.cn/vision/litehrnet/ckpts/"
 
@@ -73,13 +79,11 @@ def default_checkpoint_dir():
 
 def resolve_checkpoint(path_or_name, ckpt_dir=None):
     """A local file path for a file, a published checkpoint name, or an http(s) URL (downloaded)."""
-    from ..checkpoint.io import CheckpointError
     ref = os.fspath(path_or_name)
     if os.path.isfile(ref):
         return ref
     name = ref[:-5] if ref.endswith(".ckpt") else ref
     if name in PUBLISHED or ref.startswith(("http://", "https://")):
-        from ..checkpoint.download import download
         entry = PUBLISHED.get(name)
         url = entry.url if entry else ref
         return download(url, ckpt_dir or default_checkpoint_dir(), sha256=entry.sha256 if entry else None)
@@ -87,11 +91,18 @@ def resolve_checkpoint(path_or_name, ckpt_dir=None):
                           f"(published: {', '.join(PUBLISHED)})")
 
 
+def load_checkpoint(net, path_or_name, reset_head=False, verbose=True):
+    """Load a checkpoint (a file, or a published name / URL that is downloaded) into ``net``, strictly."""
+    path = resolve_checkpoint(path_or_name)
+    weights, _, _ = read_checkpoint(path)
+    load_weights(net, weights, source=path, reset_head=reset_head, verbose=verbose)
+    return net
+
+
 def load_config_file(path):
     """An architecture config from a .json or .yaml file (see README: custom widths and depths)."""
     with open(path) as f:
         if str(path).endswith((".yaml", ".yml")):
-            import yaml
             return yaml.safe_load(f)
         return json.load(f)
 
@@ -105,6 +116,18 @@ def _resolve_config(model_type):
         return "custom", validate_config(load_config_file(model_type))
     name = canonical_model_type(model_type)
     return name, get_config(name)
+
+
+def model_family(model_type):
+    """The network class a model type builds (each family states its own input-size rule)."""
+    _resolve_config(model_type)
+    return PoseNet
+
+
+def check_input_size(model_type, height, width):
+    """One-line ValueError when the model type cannot take (height, width) input (its family's multiple)."""
+    family = model_family(model_type)
+    check_size(height, width, family.input_multiple)
 
 
 def default_conv_impl():
@@ -129,6 +152,5 @@ def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv
         net = PoseNet(config, num_joints=num_joints, model_type=name)
     net.conv_impl = impl
     if pretrained:
-        from ..checkpoint.io import load_checkpoint
         load_checkpoint(net, pretrained, reset_head=reset_head)
     return net

@@ -1,32 +1,33 @@
-"""Top-down inference and dataset evaluation: boxes -> shared crops -> heatmaps -> keypoints -> metrics.
+"""Dataset evaluation: a network over a whole annotated split, its results files and its metrics.
 
-`TopDownPredictor` runs any pose network on person boxes of one image (flip test and decoding as
-mmpose 0.13). `evaluate_coco` (COCO AP, also custom COCO-format keypoint sets with PCK/EPE/MRE/SDR),
-`evaluate_mpii` (PCKh) and `score_results` (an existing results file) evaluate whole datasets and
-write their results and `metrics.json`; training calls `evaluate_coco` for validation.
+`evaluate_coco` (COCO AP; custom COCO-format keypoint sets add PCK/EPE/MRE/SDR), `evaluate_mpii`
+(PCKh) and `score_results` (an existing results file) write their results and `metrics.json` and
+return the metrics; nothing is printed (`EVALUATORS` pairs each with its text tables and one-line
+summary, for the command line and the training log). Training validates through `evaluate_split`.
 """
 import contextlib
 import io
 import json
-import os
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-import cv2
-import mindspore as ms
 import numpy as np
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from .codec import codec_for, flip_back, keypoints_to_image, shift_heatmap
-from .data.keypoints import COCO_17, MPII_16, from_coco_category, get_keypoint_info
+from .data.coco import keypoint_info_of
 from .data.mpii import default_gt_mat, load_mpii_annotations, mpii_center_scale
-from .data.transforms import PIXEL_STD, clean_coco_box, preprocess, preprocess_box
-from .evaluation import (bbox_size, coco_keypoint_eval, epe, load_results, mre, pck, pckh,
+from .data.transforms import clean_coco_box, preprocess
+from .detection import detector_person_records
+from .evaluation import (bbox_size, coco_keypoint_eval, coco_table, epe, load_results, mre, pck, pckh,
                          rescore_and_nms, sdr, write_results_json)
 from .evaluation.pckh import GROUPS
-from .fileio import read_json, write_json_atomic
+from .fileio import write_json_atomic
+from .keypoints import MPII_16
+from .predictor import CropBatcher, TopDownPredictor, padded_area, read_image_rgb
 
 BOX_SOURCES = {
     'gt': 'ground-truth boxes (the earlier MindSpore port\'s protocol; not comparable to published numbers)',
@@ -35,146 +36,36 @@ BOX_SOURCES = {
 MAX_LISTED_SKIPS = 20  # skipped image names kept in metrics.json
 
 
-class TopDownPredictor:
-    """Keypoints of the people in boxes of one image: crop, run (with flip test), decode, map back.
-
-    The network maps (N, 3, H, W) float32 crops to (N, K, H/4, W/4) heatmaps. In GRAPH mode every
-    batch is padded to `batch_size`, so the graph is compiled once (a new shape costs ~45 s on CPU).
-    Flip test is switched off for keypoint sets without left/right pairs.
-    """
-
-    def __init__(self, net, input_size_hw, keypoint_info=COCO_17, flip_test=True, post_process='default',
-                 batch_size=32):
-        self.net = net
-        self.net.set_train(False)
-        self.input_size_hw = (int(input_size_hw[0]), int(input_size_hw[1]))
-        self.info = get_keypoint_info(keypoint_info) if isinstance(keypoint_info, str) else keypoint_info
-        self.flip_test = bool(flip_test) and bool(self.info.flip_pairs)
-        self.post_process = post_process
-        self.codec = codec_for(self.input_size_hw, post_process)
-        self.batch_size = int(batch_size)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.fixed_batch = ms.get_context('mode') == ms.GRAPH_MODE  # pad every batch to batch_size
-
-    def crops(self, image_rgb, boxes_xywh):
-        """Crops (N, 3, H, W), centres (N, 2) and scales (N, 2) of boxes, through the shared preprocess_box."""
-        out = [preprocess_box(image_rgb, box, self.input_size_hw) for box in boxes_xywh]
-        if not out:
-            return (np.zeros((0, 3) + self.input_size_hw, np.float32), np.zeros((0, 2), np.float32),
-                    np.zeros((0, 2), np.float32))
-        crops, centers, scales = zip(*out)
-        return np.stack(crops), np.stack(centers), np.stack(scales)
-
-    def _forward(self, crops):
-        """Network heatmaps of crops, batch_size at a time (padded to batch_size when fixed_batch)."""
-        out = []
-        for start in range(0, len(crops), self.batch_size):
-            batch = crops[start:start + self.batch_size]
-            n = len(batch)
-            if self.fixed_batch and n < self.batch_size:
-                batch = np.concatenate([batch, np.zeros((self.batch_size - n,) + batch.shape[1:], np.float32)])
-            out.append(self.net(ms.Tensor(np.ascontiguousarray(batch))).asnumpy()[:n])
-        heatmaps = np.concatenate(out)
-        if heatmaps.shape[1] != self.info.num_joints:
-            raise ValueError(f"the network predicts {heatmaps.shape[1]} joints but the keypoint set "
-                             f"'{self.info.name}' has {self.info.num_joints}")
-        return heatmaps
-
-    def heatmaps(self, crops):
-        """Heatmaps of (N, 3, H, W) crops; with flip test, averaged with the mirrored crops' (shifted 1 px)."""
-        crops = np.asarray(crops, dtype=np.float32)
-        if not self.flip_test:
-            return self._forward(crops)
-        both = self._forward(np.concatenate([crops, crops[..., ::-1]]))
-        flipped = shift_heatmap(flip_back(both[len(crops):], self.info.flip_pairs))
-        return (both[:len(crops)] + flipped) * 0.5
-
-    def predict_crops(self, crops, centers, scales):
-        """Keypoints (N, K, 3) = x, y, score in image pixels of crops cut at the given centres/scales."""
-        if len(crops) == 0:
-            return np.zeros((0, self.info.num_joints, 3), np.float32)
-        coords, scores = self.codec.decode(self.heatmaps(crops))
-        coords = keypoints_to_image(coords, centers, scales, self.input_size_hw[::-1])
-        return np.concatenate([coords, scores[..., None]], axis=-1).astype(np.float32)
-
-    def predict(self, image_rgb, boxes_xywh, box_scores=None):
-        """One dict per box: keypoints (K, 3), box_score, center, scale, area (the padded box area)."""
-        boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
-        scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, np.float64).reshape(-1)
-        if len(scores) != len(boxes):
-            raise ValueError(f"{len(boxes)} boxes but {len(scores)} box scores")
-        crops, centers, scales = self.crops(image_rgb, boxes)
-        keypoints = self.predict_crops(crops, centers, scales)
-        return [dict(keypoints=k, box_score=float(s), center=c, scale=sc, area=padded_area(sc))
-                for k, s, c, sc in zip(keypoints, scores, centers, scales)]
-
-
-def padded_area(scale):
-    """Area of the padded centre/scale box in pixels (what OKS-NMS uses, as mmpose 0.13)."""
-    return float(scale[0] * PIXEL_STD * scale[1] * PIXEL_STD)
-
-
-def read_image_rgb(path):
-    """An image file as RGB uint8 HWC, or None when it is missing or unreadable."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-class _CropQueue:
-    """Crops of many images run through the predictor in full batches; each record gets its keypoints."""
-
-    def __init__(self, predictor):
-        self.predictor = predictor
-        self.pending = []  # (crops, centers, scales, records) per image
-        self.count = 0
-        self.done = []
-
-    def add(self, crops, centers, scales, records):
-        self.pending.append((crops, centers, scales, records))
-        self.count += len(records)
-        bs = self.predictor.batch_size
-        if self.count >= bs:
-            self._run(self.count // bs * bs)
-
-    def finish(self):
-        self._run(self.count)
-        return self.done
-
-    def _run(self, n):
-        if n == 0:
-            return
-        crops, centers, scales = (np.concatenate([p[i] for p in self.pending]) for i in range(3))
-        records = [r for p in self.pending for r in p[3]]
-        for record, kpts in zip(records[:n], self.predictor.predict_crops(crops[:n], centers[:n], scales[:n])):
-            record['keypoints'] = kpts
-        self.done += records[:n]
-        self.pending = [(crops[n:], centers[n:], scales[n:], records[n:])]
-        self.count -= n
-
-
 def _predict_images(predictor, jobs, crop_fn, progress):
     """Run jobs [(image path, records)] through the predictor; crop_fn(image, records) -> crops, centres, scales.
 
     Returns the records that got keypoints and the paths of images that could not be read.
     """
-    queue, skipped = _CropQueue(predictor), []
+    batcher, done, skipped = CropBatcher(predictor), [], []
+
+    def collect(ready):
+        for records, keypoints in ready:
+            for record, kpts in zip(records, keypoints):
+                record['keypoints'] = kpts
+            done.extend(records)
+
     for path, records in tqdm(jobs, desc='evaluate', unit='img', disable=not progress, dynamic_ncols=True):
         image = read_image_rgb(path)
         if image is None:
             skipped.append(str(path))
             continue
-        queue.add(*crop_fn(image, records), records)
+        collect(batcher.add(records, *crop_fn(image, records)))
     if jobs and len(skipped) == len(jobs):
         raise ValueError(f"none of the {len(jobs)} images could be read (first: {skipped[0]}): "
                          f"check the image folder")
     if skipped:
         warnings.warn(f"{len(skipped)} of {len(jobs)} images could not be read and were skipped "
                       f"(first: {skipped[0]})")
-    return queue.finish(), skipped
+    collect(batcher.finish())
+    return done, skipped
 
 
-def _load_coco(ann_file):
+def load_coco(ann_file):
     """pycocotools COCO of an annotation file, quietly; a one-line ValueError when missing or broken."""
     if not Path(ann_file).is_file():
         raise ValueError(f"{ann_file}: annotation file not found")
@@ -185,20 +76,9 @@ def _load_coco(ann_file):
         raise ValueError(f"{ann_file}: not a COCO annotation file ({type(e).__name__} {e})") from None
 
 
-def keypoint_category(coco):
-    """The first category with keypoints of a COCO object (the keypoint set being evaluated)."""
-    cats = [c for c in coco.dataset.get('categories', []) if c.get('keypoints')]
-    if not cats:
-        raise ValueError("the annotation file has no category with keypoints")
-    return cats[0]
-
-
-def keypoint_info_for(coco, meta=None):
-    """COCO_17 for COCO's person category, else the set described by the category (and `meta`)."""
-    category = keypoint_category(coco)
-    if meta is None and list(category['keypoints']) == COCO_17.joint_names:
-        return COCO_17
-    return from_coco_category(category, meta)
+def keypoint_set(coco, ann_file, meta=None):
+    """(KeypointInfo, category id) of a COCO object's first category with keypoints (COCO_17 for COCO's person)."""
+    return keypoint_info_of(coco.dataset, ann_file, meta)
 
 
 def gt_person_records(coco, cat_id):
@@ -215,42 +95,6 @@ def gt_person_records(coco, cat_id):
             jobs[ann['image_id']].append(dict(image_id=ann['image_id'], bbox=box, box_score=1.0,
                                               gt_keypoints=kpts.reshape(-1, 3), gt_bbox=ann['bbox']))
     return jobs
-
-
-def _bad(path, i, what):
-    return ValueError(f"{path}: detection {i} {what}")
-
-
-def detector_person_records(bbox_file, coco, cat_id=1):
-    """Detector boxes of category cat_id from a COCO detection-results JSON, by image; the count ignored.
-
-    Boxes of images absent from the annotations (a detection file for a larger split) and boxes of
-    zero width or height are ignored and counted.
-    """
-    path = Path(bbox_file)
-    dets = read_json(path, "detection (bbox) file")
-    if not isinstance(dets, list):
-        raise ValueError(f"{path}: expected a JSON list of detections, got {type(dets).__name__}")
-    jobs, ignored = defaultdict(list), 0
-    for i, det in enumerate(dets):
-        if not isinstance(det, dict) or any(k not in det for k in ('bbox', 'category_id', 'image_id', 'score')):
-            raise _bad(path, i, "is not an object with bbox, category_id, image_id and score")
-        if det['category_id'] != cat_id:
-            continue
-        try:
-            box = np.asarray(det['bbox'], dtype=np.float64)
-            score = float(det['score'])
-        except (TypeError, ValueError):
-            raise _bad(path, i, "has a non-numeric bbox or score") from None
-        if box.shape != (4,) or not np.isfinite(box).all() or not np.isfinite(score):
-            raise _bad(path, i, "needs a finite bbox [x, y, w, h] and score")
-        if det['image_id'] not in coco.imgs or box[2] <= 0 or box[3] <= 0:
-            ignored += 1
-            continue
-        jobs[det['image_id']].append(dict(image_id=det['image_id'], bbox=box, box_score=score))
-    if not jobs:
-        raise ValueError(f"{path}: no detection of category {cat_id} on an image of the annotations")
-    return jobs, ignored
 
 
 def _landmark_metrics(records, pck_thresholds, sdr_thresholds):
@@ -286,9 +130,9 @@ def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_t
     sdr_thresholds add PCK@t, EPE, MRE and SDR@t of the per-box predictions (custom keypoint sets).
     The network's train/eval mode is restored afterwards.
     """
-    coco = _load_coco(ann_file)
-    info = keypoint_info or keypoint_info_for(coco)
-    cat_id = keypoint_category(coco)['id']
+    coco = load_coco(ann_file)
+    found, cat_id = keypoint_set(coco, ann_file)
+    info = keypoint_info or found
     if bbox_file is None:
         jobs, ignored = gt_person_records(coco, cat_id), 0
     else:
@@ -330,8 +174,8 @@ def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_t
 
 def score_results(ann_file, results_json, output_dir=None, keypoint_info=None):
     """COCO keypoint AP of an existing results file (validated first); writes metrics.json to output_dir."""
-    coco = _load_coco(ann_file)
-    info = keypoint_info or keypoint_info_for(coco)
+    coco = load_coco(ann_file)
+    info = keypoint_info or keypoint_set(coco, ann_file)[0]
     results = load_results(results_json, coco, info.num_joints)
     metrics = coco_keypoint_eval(coco, results, sigmas=info.sigmas)
     metrics.update(dataset=info.name, box_source='results file', results_json=str(results_json),
@@ -342,15 +186,14 @@ def score_results(ann_file, results_json, output_dir=None, keypoint_info=None):
     return metrics
 
 
-def print_pckh_table(result):
-    """Print PCKh per joint group and the means, as mmpose lists them."""
+def pckh_table(metrics):
+    """PCKh per joint group and the means, as mmpose lists them: two lines of text."""
     names = list(GROUPS) + ['Mean', 'Mean@0.1']
-    print(' | '.join(f'{n:>8}' for n in names))
-    print(' | '.join(f'{result[n]:8.2f}' for n in names))
+    return '\n'.join([' | '.join(f'{n:>8}' for n in names), ' | '.join(f'{metrics[n]:8.2f}' for n in names)])
 
 
-def evaluate_mpii(net, ann_file, img_root, input_size_hw=(256, 256), gt_mat=None, flip_test=True,
-                  post_process='default', batch_size=32, output_dir=None, mean01_thr=0.1, progress=True):
+def evaluate_mpii(net, ann_file, img_root, input_size_hw, gt_mat=None, flip_test=True, post_process='default',
+                  batch_size=32, output_dir=None, mean01_thr=0.1, progress=True, keypoint_info=None):
     """MPII PCKh of `net` on the annotated centre/scale boxes (mpii_gt_val.mat beside ann_file by default).
 
     Writes `results_mpii.json` (per person: index, image, keypoints) and `metrics.json` to output_dir
@@ -363,7 +206,7 @@ def evaluate_mpii(net, ann_file, img_root, input_size_hw=(256, 256), gt_mat=None
         center, scale = mpii_center_scale(a['center'], a['scale'])
         jobs[a['image']].append(dict(index=i, image=a['image'], center=center, scale=scale))
     was_training = bool(getattr(net, 'training', False))
-    predictor = TopDownPredictor(net, input_size_hw, MPII_16, flip_test, post_process, batch_size)
+    predictor = TopDownPredictor(net, input_size_hw, keypoint_info or MPII_16, flip_test, post_process, batch_size)
 
     def crop_fn(image, records):
         crops = np.stack([preprocess(image, r['center'], r['scale'], predictor.input_size_hw) for r in records])
@@ -378,7 +221,6 @@ def evaluate_mpii(net, ann_file, img_root, input_size_hw=(256, 256), gt_mat=None
     for r in done:
         preds[r['index']] = r['keypoints']
     metrics = pckh(preds, gt_mat, thr=0.5, mean01_thr=mean01_thr)
-    print_pckh_table(metrics)
     metrics.update(dataset='mpii', box_source='gt', ann_file=str(ann_file), gt_mat=str(gt_mat),
                    img_root=str(img_root), input_size=list(predictor.input_size_hw), flip_test=predictor.flip_test,
                    post_process=post_process, num_images=len(image_jobs), num_people=len(anns),
@@ -391,15 +233,23 @@ def evaluate_mpii(net, ann_file, img_root, input_size_hw=(256, 256), gt_mat=None
     return metrics
 
 
-def summary_line(metrics):
-    """One line saying what was measured, on what, and with which boxes."""
+def _skip_tail(metrics):
     skipped = metrics.get('num_images_skipped', 0)
-    tail = f"; {skipped} unreadable images skipped" if skipped else ""
-    if metrics.get('dataset') == 'mpii':
-        return (f"MPII PCKh@0.5 Mean {metrics['Mean']:.2f}, Mean@0.1 {metrics['Mean@0.1']:.2f} (threshold "
+    return f"; {skipped} unreadable images skipped" if skipped else ""
+
+
+def pckh_summary(metrics):
+    """One line saying what evaluate_mpii measured, on what, with which boxes."""
+    tail = _skip_tail(metrics)
+    return (f"MPII PCKh@0.5 Mean {metrics['Mean']:.2f}, Mean@0.1 {metrics['Mean@0.1']:.2f} (threshold "
                 f"{metrics['Mean@0.1 threshold']}) on {metrics['num_people']} people, annotated centre/scale "
                 f"boxes; flip test {'on' if metrics['flip_test'] else 'off'}, {metrics['post_process']} "
                 f"decoding{tail}")
+
+
+def coco_summary(metrics):
+    """One line saying what evaluate_coco (or score_results) measured, on what, with which boxes."""
+    skipped, tail = metrics.get('num_images_skipped', 0), _skip_tail(metrics)
     name = 'COCO' if metrics.get('dataset') == 'coco' else metrics.get('dataset')
     head = f"{name} keypoint AP {metrics['AP']:.3f} (AP50 {metrics['AP50']:.3f}, " \
            f"AP75 {metrics['AP75']:.3f}, AR {metrics['AR']:.3f})"
@@ -412,3 +262,24 @@ def summary_line(metrics):
     return (f"{head}{extra} on {metrics['num_images'] - skipped} images, {metrics['num_boxes']} boxes, "
             f"{source}; flip test {'on' if metrics['flip_test'] else 'off'}, "
             f"{metrics['post_process']} decoding{tail}")
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """How one kind of dataset is evaluated, reported as tables and summed up in one line."""
+
+    evaluate: Callable   # (net, ann_file, img_root, input_size_hw, **settings) -> metrics
+    tables: Callable     # metrics -> text (the standard tables)
+    summary: Callable    # metrics -> one line
+
+
+EVALUATORS = {  # by data.datasets.DatasetSpec.evaluator
+    'coco': Evaluator(evaluate_coco, coco_table, coco_summary),
+    'mpii': Evaluator(evaluate_mpii, pckh_table, pckh_summary),
+}
+
+
+def evaluate_split(spec, net, ann_file, img_root, input_size_hw, keypoint_info=None, **settings):
+    """Evaluate `net` on a split of the dataset `spec` (a data.datasets.DatasetSpec) with its evaluator."""
+    return EVALUATORS[spec.evaluator].evaluate(net, ann_file, img_root, input_size_hw, keypoint_info=keypoint_info,
+                                               **settings)
