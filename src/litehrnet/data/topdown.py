@@ -73,7 +73,7 @@ class TopDownDataset:
     def __len__(self):
         return len(self.paths)
 
-    def _read(self, index):
+    def read_person_image(self, index):
         """The RGB image of person `index`, or of the next person whose image reads (counted, warned once)."""
         for offset in range(len(self.paths)):
             j = (index + offset) % len(self.paths)
@@ -87,7 +87,7 @@ class TopDownDataset:
 
     def sample(self, index, epoch=0):
         """Person `index` as seen in `epoch`: (image (3, H, W), target (K, H/4, W/4), weight (K,)), float32."""
-        j, image = self._read(int(index))
+        j, image = self.read_person_image(int(index))
         if self.train:
             rng = np.random.default_rng((self.seed, int(epoch), int(index)))
             crop, joints, visible = self.transform(image, self.joints[j], self.visible[j], self.centers[j],

@@ -112,7 +112,7 @@ def weights_fingerprint(net):
     return digest.hexdigest()
 
 
-def _train_step(net, optimizer, amp_level):
+def train_step_cell(net, optimizer, amp_level):
     """TrainOneStepCell over net + JointsMSELoss (wrappers keep the network's parameter names)."""
     loss_net = NetWithLoss(net, JointsMSELoss())
     if amp_level == 'O0':
@@ -163,7 +163,7 @@ class Trainer:
         self.lr = step_lr(cfg.lr, self.steps_per_epoch, cfg.epochs, cfg.milestones, warmup_iters=cfg.warmup_iters)
         self.optimizer = nn.Adam(self.net.trainable_params(), learning_rate=ms.Tensor(self.lr), eps=1e-8,
                                  loss_scale=1.0 if cfg.amp_level == 'O0' else LOSS_SCALE)
-        self.train_step = _train_step(self.net, self.optimizer, cfg.amp_level)
+        self.train_step = train_step_cell(self.net, self.optimizer, cfg.amp_level)
         self.train_step.set_train()
 
     def _counters(self):

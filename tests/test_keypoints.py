@@ -4,11 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from litehrnet.keypoints import (COCO_17, MPII_16, flip_indices, from_coco_category,
                                       get_keypoint_info, infer_flip_pairs)
 
-TINY_ANN = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny' / 'test_coco.json'
+TINY_ANN = SHARED / 'data' / 'coco-tiny' / 'test_coco.json'
 
 COCO_CATEGORY = {
     'id': 1, 'name': 'person', 'keypoints': COCO_17.joint_names,

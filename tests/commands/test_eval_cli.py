@@ -8,9 +8,9 @@ import mindspore as ms
 import pytest
 
 import litehrnet
+from conftest import ROOT, SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny'
+TINY = SHARED / 'data' / 'coco-tiny'
 ANN_FILE = TINY / 'test_coco.json'
 BBOX_FILE = TINY / 'test_coco_det_AP_H_56.json'
 

@@ -11,12 +11,13 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn
 from mindspore.common.initializer import Normal
+from conftest import ROOT
 
-from litehrnet.models import fast_conv
+from litehrnet.models import fast_conv, kernel_build
 from litehrnet.models.layers import ConvModule, conv_implementation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-AOT_MISSING = None if fast_conv.kernel_library() is not None else fast_conv._library.get("error", "unavailable")
+AOT_MISSING = None if kernel_build.kernel_library() is not None else (kernel_build.kernel_library_error() or
+                                                                      "unavailable")
 BACKENDS = [pytest.param("aot", marks=pytest.mark.skipif(AOT_MISSING is not None,
                                                           reason=f"C++ kernels unavailable: {AOT_MISSING}")),
             "matmul"]
@@ -146,10 +147,10 @@ _GRAPH_SCRIPT = textwrap.dedent("""
     import numpy as np
     import mindspore as ms
     from mindspore import Tensor, nn
-    from litehrnet.models import fast_conv
+    from litehrnet.models import fast_conv, kernel_build
 
     ms.set_context(mode=ms.GRAPH_MODE)
-    backends = ["matmul"] + (["aot"] if fast_conv.kernel_library() else [])
+    backends = ["matmul"] + (["aot"] if kernel_build.kernel_library() else [])
     rng = np.random.default_rng(0)
     cases = [(3, 6, 6, 9, 8, 1, 6, False), (1, 5, 5, 8, 7, 2, 5, True), (2, 3, 8, 12, 10, 2, 1, True)]
     for backend in backends:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from mindspore import nn
 from scipy.io import savemat
+from conftest import SHARED
 
 from litehrnet.codec import codec_for
 from litehrnet.keypoints import COCO_17, MPII_16, flip_indices, from_coco_category
@@ -23,7 +24,7 @@ from litehrnet.data.transforms import affine_points, clean_coco_box, get_affine_
 from litehrnet.evaluate import coco_summary, evaluate_coco, evaluate_mpii, pckh_summary
 from litehrnet.predictor import TopDownPredictor, read_image_rgb
 
-TINY = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny'
+TINY = SHARED / 'data' / 'coco-tiny'
 ANN_FILE = TINY / 'test_coco.json'
 SIZE = (256, 192)
 # COCO joint (or pair of joints, averaged) for each MPII joint, in MPII order

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from litehrnet.checkpoint.pth_reader import read_pth
 
-OFFICIAL = Path(__file__).resolve().parents[1].parent / 'shared' / 'fixtures' / 'official'
+OFFICIAL = SHARED / 'fixtures' / 'official'
 TAG = 'litehrnet_18_coco_256x192_s0_1x3x256x192'
 
 

@@ -5,12 +5,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 
 from litehrnet.models.complexity import (PUBLISHED_FLOPS_M, PUBLISHED_PARAMS, model_complexity,
                                          parse_input_hw, verify_params)
 from litehrnet.models.configs import ModelTypeError, get_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = ["litehrnet_18", "litehrnet_30", "naive_litehrnet_18", "wider_naive_litehrnet_18"]
 
 @pytest.mark.parametrize("key", sorted(PUBLISHED_FLOPS_M), ids=lambda k: f"{k[0]}-{k[1][0]}x{k[1][1]}-{k[2]}")

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from conftest import SHARED
 
 from litehrnet.evaluation import (COCO_SIGMAS, STAT_NAMES, coco_keypoint_eval, load_results, rescore,
                                   rescore_and_nms, write_results_json)
 
-TINY = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny'
+TINY = SHARED / 'data' / 'coco-tiny'
 ANN_FILE = TINY / 'test_coco.json'
 
 

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from litehrnet.evaluation import COCO_SIGMAS, oks_iou, oks_nms, soft_oks_nms
 
-ANN_FILE = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny' / 'test_coco.json'
+ANN_FILE = SHARED / 'data' / 'coco-tiny' / 'test_coco.json'
 
 
 def padded_area(bbox, aspect=192 / 256, padding=1.25):

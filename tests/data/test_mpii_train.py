@@ -155,7 +155,7 @@ def test_half_body_is_never_applied(mpii, monkeypatch):
         ds.sample(1, epoch)
     assert calls == []
     # Control: the COCO default on the same person and seeds takes the half-body branch.
-    _, image = ds._read(1)
+    _, image = ds.read_person_image(1)
     coco_like = TopDownTrainTransform(MPII_16, SIZE)
     for epoch in range(40):
         coco_like(image, ds.joints[1], ds.visible[1], ds.centers[1], ds.scales[1], np.random.default_rng((2, epoch, 1)))
@@ -166,7 +166,7 @@ def test_samples_are_seeded_by_seed_epoch_and_index(mpii):
     a, b = _dataset(mpii, seed=3), _dataset(mpii, seed=3)
     for x, y in zip(a.sample(2, epoch=4), b.sample(2, epoch=4)):
         np.testing.assert_array_equal(x, y)
-    _, image = a._read(2)
+    _, image = a.read_person_image(2)
     again = a.transform(image, a.joints[2], a.visible[2], a.centers[2], a.scales[2], np.random.default_rng((3, 4, 2)))
     np.testing.assert_array_equal(again[0], a.sample(2, epoch=4)[0])  # exactly default_rng((seed, epoch, index))
     assert any(not np.array_equal(a.sample(2, epoch=e)[0], a.sample(2, epoch=4)[0]) for e in range(5, 9))
@@ -268,7 +268,7 @@ def test_tiny_mpii_training_validates_with_pckh(mpii, tmp_path):
     best = max(history, key=lambda r: r['Mean'])  # the first of equals, as best.ckpt keeps it
     assert (metrics['best_Mean'], metrics['best_epoch']) == (best['Mean'], best['epoch'])
     state = read_training_checkpoint(out / 'last.ckpt')[1]
-    assert float(state['best_ap']) == metrics['best_Mean'] and int(state['best_epoch']) == best['epoch']
+    assert float(state['best_metric']) == metrics['best_Mean'] and int(state['best_epoch']) == best['epoch']
     assert len(json.loads((out / 'val' / 'results_mpii.json').read_text())) == 4
     assert cv2.imread(str(out / 'curves.png')).shape[0] > 100
     examples = sorted((out / 'examples').glob('*.jpg'))

@@ -79,9 +79,9 @@ def test_training_checkpoint_round_trip_and_plain_loading(tmp_path):
     opt = nn.Adam(net.trainable_params(), learning_rate=1e-3)
     opt.moment1[0].set_data(ms.Tensor(np.full(opt.moment1[0].shape, 0.25, np.float32)))
     opt.global_step.set_data(ms.Tensor(np.array([7], np.int32)))
-    path = save_training_checkpoint(tmp_path / 'last.ckpt', net, opt, dict(step=7, best_ap=0.5))
+    path = save_training_checkpoint(tmp_path / 'last.ckpt', net, opt, dict(step=7, best_metric=0.5))
     weights, state = read_training_checkpoint(path)
-    assert int(state['step']) == 7 and float(state['best_ap']) == 0.5
+    assert int(state['step']) == 7 and float(state['best_metric']) == 0.5
     assert set(weights) == {p.name for p in net.get_parameters()}  # bare names, no optimizer keys
     fresh = nn.Adam(net.trainable_params(), learning_rate=1e-3)
     restore_optimizer(fresh, state, path)
@@ -120,12 +120,31 @@ def _weights(path):
     return {k: np.asarray(v) for k, v in read_checkpoint(path)[0].items()}
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_ends_with_the_same_weights(tiny_data, tmp_path):
-    common = ['--epochs', '3', '--val_interval', '3', '--save_checkpoint_steps', '3']
-    whole = run_script(_train_args(tiny_data, tmp_path / 'whole', *common))
-    assert whole.returncode == 0, whole.stderr[-2000:]
+RESUME_RUN = ['--epochs', '3', '--val_interval', '3', '--save_checkpoint_steps', '3']
 
+
+@pytest.fixture(scope='module')
+def whole_run(tiny_data, tmp_path_factory):
+    """The uninterrupted run the resumed ones must reproduce."""
+    out = tmp_path_factory.mktemp('whole')
+    whole = run_script(_train_args(tiny_data, out, *RESUME_RUN))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    return out
+
+
+def _as_written_before_the_rename(path):
+    """Rewrite a training checkpoint as the trainer wrote it when the best metric was stored as `best_ap`."""
+    params = ms.load_checkpoint(str(path))
+    assert 'train_state.best_metric' in params
+    ms.save_checkpoint([{'name': 'train_state.best_ap' if k == 'train_state.best_metric' else k,
+                         'data': ms.Tensor(v.asnumpy())} for k, v in params.items()], str(path))
+    assert 'best_ap' in read_training_checkpoint(path)[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('written', ['now', 'before the best_ap rename'])
+def test_resume_after_sigkill_ends_with_the_same_weights(tiny_data, whole_run, tmp_path, written):
+    common = RESUME_RUN
     killed_dir = tmp_path / 'killed'
     proc = subprocess.Popen([sys.executable, *_train_args(tiny_data, killed_dir, *common)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -135,17 +154,19 @@ def test_resume_after_sigkill_ends_with_the_same_weights(tiny_data, tmp_path):
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # killed mid-run, not finished
     step = int(read_training_checkpoint(killed_dir / 'last.ckpt')[1]['step'])
-    total = int(read_training_checkpoint(tmp_path / 'whole' / 'last.ckpt')[1]['step'])
+    total = int(read_training_checkpoint(whole_run / 'last.ckpt')[1]['step'])
     assert 0 < step < total
+    if written != 'now':
+        _as_written_before_the_rename(killed_dir / 'last.ckpt')
 
     resumed = run_script(_train_args(tiny_data, killed_dir, *common, '--resume'))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f'resumed from {killed_dir / "last.ckpt"} at step {step}' in (killed_dir / 'train.log').read_text()
-    a, b = _weights(tmp_path / 'whole' / 'last.ckpt'), _weights(killed_dir / 'last.ckpt')
+    a, b = _weights(whole_run / 'last.ckpt'), _weights(killed_dir / 'last.ckpt')
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    _, sa = read_training_checkpoint(tmp_path / 'whole' / 'last.ckpt')
+    _, sa = read_training_checkpoint(whole_run / 'last.ckpt')
     _, sb = read_training_checkpoint(killed_dir / 'last.ckpt')
     for k in sa:
         np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)  # optimizer moments and counters too
@@ -233,7 +254,7 @@ from litehrnet.engine import trainer
 from litehrnet.engine.config import DEMO_MODEL
 net = litehrnet.create_model(DEMO_MODEL, num_joints=3, conv_impl='native')
 opt = nn.Adam(net.trainable_params(), learning_rate=1e-3, loss_scale=trainer.LOSS_SCALE)
-step = trainer._train_step(net, opt, sys.argv[1])
+step = trainer.train_step_cell(net, opt, sys.argv[1])
 step.set_train()
 rng = np.random.default_rng(0)
 x = ms.Tensor(rng.standard_normal((2, 3, 64, 64)).astype(np.float32))
