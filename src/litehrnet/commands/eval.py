@@ -11,6 +11,7 @@ the published numbers use detector boxes. Bad input exits with code 2 and one li
 """
 from pathlib import Path
 
+from . import program_name
 from ..cli import ArgParser, number_list, resolution, run_main, str2bool
 from ..data.datasets import DATASETS, dataset_spec
 from ..device import DEVICES, MODES, set_device
@@ -105,5 +106,6 @@ def report(args):
     return 0
 
 
-def main(argv=None, prog='eval.py'):
+def main(argv=None, prog=None):
+    prog = prog or program_name('eval')
     return run_main(prog, report, parse_args(argv, prog))

@@ -9,6 +9,7 @@ and averages exactly as the predictor's flip test. The file is written under a t
 renamed; `<output>.json` beside it describes it for src/infer.py (--backend mindir|onnx --model).
 Bad input exits with code 2 and one line on stderr.
 """
+from . import program_name
 from ..cli import ArgParser, resolution, run_main, str2bool
 from ..device import DEVICES, set_device
 from ..exporting import SUFFIXES, export_network
@@ -43,5 +44,6 @@ def run(args):
     return 0
 
 
-def main(argv=None, prog='export.py'):
+def main(argv=None, prog=None):
+    prog = prog or program_name('export')
     return run_main(prog, run, parse_args(argv, prog))

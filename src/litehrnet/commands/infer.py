@@ -17,6 +17,7 @@ import sys
 from tqdm import tqdm
 
 from ..annotate import Annotator, plan_inputs, run_summary
+from . import program_name
 from ..cli import ArgParser, resolution, run_main, str2bool
 from ..detection import make_box_source
 from ..device import DEVICES, MODES, set_device
@@ -70,5 +71,6 @@ def run(args):
     return 0 if stats['images'] else 1
 
 
-def main(argv=None, prog='infer.py'):
+def main(argv=None, prog=None):
+    prog = prog or program_name('infer')
     return run_main(prog, run, parse_args(argv, prog))

@@ -16,6 +16,7 @@ loss stops training with exit code 1, keeping the last good checkpoint.
 """
 import sys
 
+from . import program_name
 from ..cli import ArgParser, number_list, resolution, run_main, str2bool
 from ..data.datasets import DATASETS
 from ..device import DEVICES
@@ -86,5 +87,6 @@ def run(args):
     return 0
 
 
-def main(argv=None, prog='train.py'):
+def main(argv=None, prog=None):
+    prog = prog or program_name('train')
     return run_main(prog, run, parse_args(argv, prog))

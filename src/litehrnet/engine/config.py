@@ -19,7 +19,7 @@ class TrainConfig:
     """Everything a training run depends on; the defaults are the official Lite-HRNet COCO settings."""
 
     model_type: object = 'litehrnet_18'  # name, alias, architecture dict or .json/.yaml file
-    input_size_hw: tuple = (256, 192)
+    input_size_hw: tuple = DATASETS['coco'].input_size_hw
     dataset: str = 'coco'                # a key of data.datasets.DATASETS (layouts, metric, ...)
     data_root: str = None
     meta: str = None                     # custom: keypoint metadata (.json/.yaml)
