@@ -107,7 +107,8 @@ def test_unsupported_convs_fall_back_to_conv2d():
 
 def test_without_kernels_the_matmul_backend_is_used(monkeypatch):
     """No compiler or a failed self-check: 'auto' degrades to the matmul cells, 'aot' says why it can't."""
-    monkeypatch.setattr(fast_conv, "_library", {"path": None, "error": "no C++ compiler (g++) found"})
+    monkeypatch.setattr(kernel_build, "kernel_library", lambda: None)
+    monkeypatch.setattr(kernel_build, "kernel_library_error", lambda: "no C++ compiler (g++) found")
     monkeypatch.delenv("LITEHRNET_FAST_CONV_BACKEND", raising=False)
     assert isinstance(fast_conv.fast_conv2d(8, 8, 3, 1, 8, False), fast_conv.DepthwiseConv3x3MatMul)
     assert isinstance(fast_conv.fast_conv2d(3, 32, 3, 2, 1, False), fast_conv.DenseConv3x3MatMul)

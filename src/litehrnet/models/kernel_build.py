@@ -232,5 +232,5 @@ def resolve_backend(backend=None):
     if kernel_library() is not None:
         return "aot"
     if backend == "aot":
-        raise RuntimeError(f"fast conv backend 'aot' requested but unavailable: {_library['error']}")
+        raise RuntimeError(f"fast conv backend 'aot' requested but unavailable: {kernel_library_error()}")
     return "matmul"
