@@ -36,6 +36,7 @@ def run_script(args, timeout=600, env=None):
     """Run a project script with the venv's Python in a subprocess; returns CompletedProcess."""
     import subprocess
     path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path, **(env or {}))
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
+    full_env.update(env or {})
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=full_env)

@@ -275,7 +275,7 @@ def test_mixed_precision_train_step_compiles_and_learns(tmp_path, level):
     """
     script = tmp_path / 'amp_steps.py'
     script.write_text(AMP_STEPS)
-    result = run_script([script, level], env={'PYTHONPATH': str(Path(ROOT) / 'src')})
+    result = run_script([script, level])  # PYTHONPATH from run_script
     assert result.returncode == 0, result.stderr[-2000:]
     losses, dtypes = [json.loads(line.replace("'", '"')) for line in result.stdout.strip().splitlines()[-2:]]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
