@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.keypoints import (COCO_17, MPII_16, UNIFORM_SIGMA, KeypointInfo, from_coco_category,
+from .keypoints import (COCO_17, MPII_16, UNIFORM_SIGMA, KeypointInfo, from_coco_category,
                              infer_flip_pairs, keypoint_categories, load_meta)
 
 

@@ -38,8 +38,8 @@ All ten published figures (``PUBLISHED_FLOPS_M``) are reproduced to the printed 
 from .configs import canonical_model_type, get_config, validate_config
 from .hrnet_config import (BLOCK_EXPANSION, HEAD_CONCAT, HEAD_FULL_RESOLUTION, branch_channels, input_multiple,
                            is_hrnet_config, validate_hrnet_config)
+from .inputs import INPUT_MULTIPLE, check_input_size, parse_input_size
 
-STRIDE = 32  # the same constraint PoseNet checks: height and width are multiples of 32
 
 OFFICIAL_FLOPS_UNIT = 2 ** 20  # torchstat's "M" (binary, as the official repo prints it)
 MACS_UNIT = 10 ** 6
@@ -268,17 +268,10 @@ def _resolve_config(model_type_or_config):
     return get_config(name), name
 
 
-def parse_input_hw(input_hw, multiple=STRIDE, model="Lite-HRNet"):
-    """(H, W) from a pair or a 'HxW' string, checked against the network's stride (``multiple``)."""
-    if isinstance(input_hw, str):
-        parts = input_hw.lower().split("x")
-        if len(parts) != 2:
-            raise ValueError(f"input size '{input_hw}' must be written HxW, e.g. 256x192")
-        input_hw = parts
-    h, w = (int(v) for v in input_hw)
-    if h <= 0 or w <= 0 or h % multiple or w % multiple:
-        raise ValueError(f"input size {h}x{w} (HxW) is not supported: {model} needs height and width that "
-                         f"are positive multiples of {multiple} (e.g. 256x192, 384x288, 256x256)")
+def parse_input_hw(input_hw, multiple=INPUT_MULTIPLE, model="Lite-HRNet"):
+    """(H, W) from a pair or a 'HxW' string, checked against the network's input-size rule (``multiple``)."""
+    h, w = parse_input_size(input_hw)
+    check_input_size(h, w, multiple, model)
     return h, w
 
 

@@ -4,7 +4,7 @@ A config has the stem width, then one entry per stage with its number of modules
 branches, blocks per module, widths per branch, module type ("lite" = conditional
 channel weighting, "naive" = naive shuffle) and the reduce ratio of the
 cross-resolution weighting. Adding a variant (or a custom width/depth, see the
-README) is adding a dict here or passing one to ``create_model(config=...)``.
+README) is adding a dict here, or passing one (or a .json/.yaml file) as ``create_model(model_type)``.
 """
 import copy
 

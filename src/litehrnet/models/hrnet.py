@@ -11,7 +11,7 @@ from .hrnet_blocks import HighResolutionModule, conv_bn_relu, make_blocks, trans
 from .hrnet_config import (HEAD_CONCAT, HEAD_FULL_RESOLUTION, HEAD_OFFICIAL, MAX_STAGES, branch_channels,
                            input_multiple, output_stride, validate_hrnet_config)
 from .layers import batch_norm, conv2d, upsample_bilinear
-from .litehrnet import check_input_size
+from .inputs import check_input_size
 
 
 class HRNet(nn.Cell):

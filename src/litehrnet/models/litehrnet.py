@@ -3,21 +3,8 @@ from mindspore import nn
 from mindspore.common.initializer import Normal
 
 from .blocks import IterativeHead, LiteHRModule, Stem
+from .inputs import INPUT_MULTIPLE, check_input_size
 from .layers import depthwise_pointwise
-
-STRIDE = 32  # input height and width must be multiples of this
-
-
-def check_input_size(height, width, multiple=STRIDE, model="Lite-HRNet"):
-    """Refuse sizes the multi-resolution branches cannot represent, before MindSpore fails deep inside.
-
-    ``multiple`` is the network's ``input_multiple`` (32 for Lite-HRNet; 2**(branches+1) for an HRNet).
-    """
-    if height % multiple or width % multiple or height <= 0 or width <= 0:
-        raise ValueError(
-            f"input size {height}x{width} (HxW) is not supported: {model} needs height and width that "
-            f"are positive multiples of {multiple} (e.g. 256x192, 384x288, 256x256)")
-
 
 def _transition(pre_channels, cur_channels):
     """Transition into a stage: width changes on existing branches, one new lower-resolution branch."""
@@ -105,12 +92,14 @@ class KeypointHead(nn.Cell):
 class PoseNet(nn.Cell):
     """Top-down pose network: (N, 3, H, W) float32 images to (N, K, H/4, W/4) heatmaps."""
 
+    input_multiple = INPUT_MULTIPLE
+
     def __init__(self, config, num_joints=17, model_type=None):
         super().__init__()
         self.model_type = model_type
         self.config = config
         self.num_joints = num_joints
-        self.input_multiple = STRIDE
+        self.input_multiple = INPUT_MULTIPLE
         self.output_stride = 4
         self.backbone = LiteHRNet(config, in_channels=config.get("n_channels_in", 3))
         self.keypoint_head = KeypointHead(self.backbone.out_channels, num_joints)
