@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the package beside this file, without installing it
-from litehrnet.commands import train_entry  # noqa: E402  (light: MindSpore is imported by the command itself)
+from litehrnet.commands.entry import train_entry  # noqa: E402  (light: MindSpore is imported by the command itself)
 
 if __name__ == '__main__':
     sys.exit(train_entry())

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from litehrnet.data.keypoints import (COCO_17, MPII_16, from_coco_category, infer_flip_pairs,
+from litehrnet.keypoints import (COCO_17, MPII_16, from_coco_category, infer_flip_pairs,
                                       keypoint_categories, read_skeleton)
 from litehrnet.keypoint_sets import (AIC_14, ANIMALPOSE_20, AP10K_17, ATRW_15, COCO_WHOLEBODY_BODY_17,
                                      CROWDPOSE_14, KNOWN_SETS, MPII_TRB_40, OCHUMAN_17, UnknownKeypointSet,

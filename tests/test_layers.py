@@ -14,11 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "litehrnet"
 
 LAYERS = {  # top-level module or subpackage of litehrnet -> layer
     # foundation
-    "keypoints": 0, "fileio": 0, "errors": 0, "device": 0,
+    "keypoints": 0, "keypoint_sets": 0, "fileio": 0, "errors": 0, "device": 0,
     # domain
     "models": 1, "checkpoint": 1, "codec": 1, "data": 1, "evaluation": 1, "detection": 1, "drawing": 1,
     # application
-    "predictor": 2, "evaluate": 2, "inference": 2, "engine": 2, "exporting": 2, "runners": 2, "annotate": 2,
+    "predictor": 2, "evaluate": 2, "engine": 2, "exporting": 2, "runners": 2, "annotate": 2,
     "tracking": 2, "onnx_detector": 2,
     # command lines
     "cli": 3, "commands": 3,

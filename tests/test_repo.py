@@ -50,7 +50,7 @@ def test_entry_points_are_the_front_ends_mains():
         assert f"from {module} import {func}" in shim and shim.count("sys.path") == 1
 
 
-COMPATIBILITY_NAMES = ("data/keypoints.py", "inference.py")  # re-exports of moved modules, for merging branches
+COMPATIBILITY_NAMES = ()  # re-exports of moved modules (none left)
 
 
 def test_readme_layout_names_every_module_of_the_package():

@@ -132,7 +132,7 @@ class Annotator:
             boxes, scores = self.box_source.boxes(image, name)
             boxes, scores, note = clean_boxes(boxes, scores, image.shape[:2])
             if note:
-                _warn(f"{Path(name).as_posix()}: {note}")
+                self.warn(f"{Path(name).as_posix()}: {note}")
             yield from self._persons(batcher.add((name, image, boxes, scores), *self.predictor.crops(image, boxes)))
         yield from self._persons(batcher.finish())
 

@@ -55,7 +55,7 @@ def _bad_inputs(tmp_path):
         'results file missing': (['--results_json', tmp_path / 'no.json', '--ann_file', ANN_FILE], 'not found'),
         'unknown model type': (['--model_type', 'hrnet_w99', '--checkpoint', not_ckpt, *model[2:]],
                                'unknown model type'),
-        'not a checkpoint': ([*model, '--checkpoint', not_ckpt], 'not a readable checkpoint'),
+        'not a checkpoint': ([*model, '--checkpoint', not_ckpt], 'corrupt or not a checkpoint'),
         'checkpoint missing': ([*model, '--checkpoint', tmp_path / 'no.ckpt'], 'no such file'),
         'bad resolution': ([*model, '--checkpoint', not_ckpt, '--target_res', '100x75'], 'multiples of 32'),
         'image folder missing': ([*model, '--checkpoint', not_ckpt, '--img_dir', tmp_path / 'no'], 'not found'),

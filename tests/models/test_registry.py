@@ -173,9 +173,8 @@ def test_downloadable_alternative_is_named():
 
 @pytest.mark.parametrize("name", [n for n in ZOO_NAMES if registry.PUBLISHED[n].url])
 def test_zoo_names_download_with_their_url_and_sha256_prefix(name, tmp_path, monkeypatch):
-    from litehrnet.checkpoint import download as download_module
     calls = []
-    monkeypatch.setattr(download_module, "download", lambda url, folder, sha256=None, validate=None: calls.append(
+    monkeypatch.setattr(registry, "download", lambda url, folder, sha256=None, validate=None: calls.append(
         (url, folder, sha256)) or "downloaded")
     assert registry.resolve_checkpoint(name, ckpt_dir=str(tmp_path)) == "downloaded"
     entry = registry.PUBLISHED[name]
