@@ -39,13 +39,14 @@ class ToyPose(nn.Cell):
 
 
 def build(model, freeze=True, seed=0):
-    """(net, train step, freezer or None); the net is a ToyPose or a tiny Lite-HRNet at 64x64."""
+    """(net, train step, freezer or None): model 'toy' (ToyPose), 'lite' or 'lite_fast' (a tiny Lite-HRNet with
+    the native or the fast CPU convolutions), trained by AdamW at 64x64."""
     ms.set_seed(seed)
     if model == 'toy':
         net = ToyPose()
     else:
         from litehrnet import create_model
-        net = create_model(TINY_LITE, num_joints=3, conv_impl='native')
+        net = create_model(TINY_LITE, num_joints=3, conv_impl='fast' if model == 'lite_fast' else 'native')
     freezer = BackboneFreezer(net) if freeze else None
     lr = np.full(100, 1e-2, np.float32)
     opt = build_optimizer(dict(type='adamw', weight_decay=0.01), net, lr,

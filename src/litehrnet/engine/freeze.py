@@ -9,9 +9,17 @@ mode and momentum are compile-time constants, so both switches are Parameters th
 reads: `BackboneFreezer.set_frozen` flips them between steps without recompiling. Each backbone
 BatchNorm becomes a `SwitchableBatchNorm2d` (same parameters, same names, checkpoints unchanged):
 in training it runs MindSpore's own training and inference kernels and keeps, per the switch, the
-training result (output and updated statistics, bit-identical to nn.BatchNorm2d) or the inference
-output with the statistics restored bit for bit. In eval mode (validation) it is nn.BatchNorm2d.
-The backbone's gradients are still computed while frozen (they are then discarded): one graph.
+training result (output and updated statistics, as nn.BatchNorm2d's) or the inference output with
+the statistics restored bit for bit. In eval mode (validation) it is nn.BatchNorm2d. No gradient
+flows through the frozen branch (a frozen backbone needs none); the backbone's gradients are still
+computed while frozen and discarded by the optimizer: that is the price of one graph.
+
+Measured on a tiny Lite-HRNet (64x64, batch 2, CPU, GRAPH): one graph compiled for both phases; the
+frozen backbone's 137 parameters and 78 BN statistics bit-unchanged, all changed after; a step takes
+about 15 % longer than without the switches (every backbone BatchNorm also runs its inference
+kernel). PYNATIVE gradients with the switches live equal plain ones bit for bit; in GRAPH mode they
+agree to float32 round-off (the compiler orders the ops differently). Build the switches only when
+freeze_backbone_epochs > 0.
 """
 import mindspore as ms
 import numpy as np
@@ -31,7 +39,8 @@ class SwitchableBatchNorm2d(nn.BatchNorm2d):
             return self.bn_infer(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
         old_mean = self.moving_mean * 1.0  # exact copies (x 1.0 keeps -0.0 and every bit)
         old_variance = self.moving_variance * 1.0
-        frozen_out = self.bn_infer(x, self.gamma, self.beta, old_mean, old_variance)[0]
+        # frozen: the backbone needs no gradient (its updates are discarded), so none flows through this branch
+        frozen_out = ops.stop_gradient(self.bn_infer(x, self.gamma, self.beta, old_mean, old_variance)[0])
         train_out = self.bn_train(x, self.gamma, self.beta, self.moving_mean, self.moving_variance)[0]
         live = self.live > 0.5
         ops.assign(self.moving_mean, ops.select(ops.broadcast_to(live, old_mean.shape), self.moving_mean, old_mean))
