@@ -19,17 +19,13 @@ import time
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 sys.path.insert(0, SRC)
-
-
-def _hw(text):
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
+from litehrnet.cli import resolution  # noqa: E402 (the one "HxW" parser)
+from litehrnet.device import DEVICES, set_device  # noqa: E402
 
 
 def _net(args):
-    import mindspore as ms
     import litehrnet
-    ms.set_context(mode=ms.GRAPH_MODE, device_target=args.device_target)
+    set_device(args.device_target, "graph")
     return litehrnet.create_model(args.model_type, conv_impl=args.impl)
 
 
@@ -52,7 +48,7 @@ def worker_forward(args):
     import mindspore as ms
     net = _net(args)
     net.set_train(False)
-    h, w = _hw(args.target_res)
+    h, w = resolution(args.target_res)
     x = ms.Tensor(np.random.default_rng(0).standard_normal((args.batch, 3, h, w)).astype(np.float32))
     first, best = _time_calls(lambda: net(x).asnumpy(), args.repeats)
     return {"img_per_s": args.batch / best, "first_call_s": first, "step_s": best}
@@ -63,7 +59,7 @@ def worker_train(args):
     import mindspore as ms
     from mindspore import nn, ops
     net = _net(args)
-    h, w = _hw(args.target_res)
+    h, w = resolution(args.target_res)
 
     class LossCell(nn.Cell):
         def __init__(self, network):
@@ -89,10 +85,10 @@ def worker_data(args):
     import numpy as np
     import mindspore.dataset as ds
     from litehrnet.codec import codec_for
-    from litehrnet.data.keypoints import COCO_17
+    from litehrnet.keypoints import COCO_17
     from litehrnet.data.transforms import TopDownTrainTransform, box_to_center_scale
 
-    h, w = _hw(args.target_res)
+    h, w = resolution(args.target_res)
     rng0 = np.random.default_rng(0)
     image = rng0.integers(0, 255, (480, 640, 3), dtype=np.uint8)
     joints = np.stack([rng0.uniform(200, 440, 17), rng0.uniform(100, 400, 17)], 1).astype(np.float32)
@@ -143,7 +139,7 @@ def main(argv=None):
     p.add_argument("--impl", default="both", choices=["both", "fast", "native"])
     p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is kept)")
     p.add_argument("--samples", type=int, default=512, help="samples for the data-pipeline measurement")
-    p.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"])
+    p.add_argument("--device_target", default="CPU", choices=DEVICES)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--_worker", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)

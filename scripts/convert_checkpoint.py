@@ -51,8 +51,9 @@ def run(args):
     import numpy as np
     import mindspore as ms
     import litehrnet
-    from litehrnet.checkpoint.io import load_weights, read_checkpoint
+    from litehrnet.checkpoint.io import read_checkpoint
     from litehrnet.models.registry import resolve_checkpoint
+    from litehrnet.models.weights import load_weights
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     check_output(args.output, args.input)

@@ -17,17 +17,20 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
-from litehrnet.models.complexity import (PUBLISHED_FLOPS_M, model_complexity,  # noqa: E402
-                                         parse_input_hw, verify_params)
+from litehrnet.models.complexity import (PUBLISHED_FLOPS_M, PUBLISHED_HRNET_GFLOPS,  # noqa: E402
+                                         model_complexity, parse_input_hw, verify_params)
 from litehrnet.models.configs import ALIASES, MODEL_CONFIGS, canonical_model_type  # noqa: E402
+from litehrnet.models.hrnet_config import HRNET_CONFIGS  # noqa: E402
+
+ALL_TYPES = list(MODEL_CONFIGS) + list(HRNET_CONFIGS)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target_res", default="256x192", help="input size HxW (multiples of 32), default 256x192")
-    parser.add_argument("--model_type", nargs="+", default=None, choices=list(MODEL_CONFIGS) + list(ALIASES),
+    parser.add_argument("--model_type", nargs="+", default=None, choices=ALL_TYPES + list(ALIASES),
                         metavar="TYPE", help="model types (aliases accepted); default: all. "
-                        f"One or more of: {', '.join(list(MODEL_CONFIGS) + list(ALIASES))}")
+                        f"One or more of: {', '.join(ALL_TYPES + list(ALIASES))}")
     parser.add_argument("--num_joints", type=int, default=17, help="heatmap channels (17 COCO, 16 MPII)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--verify_params", action="store_true",
@@ -44,18 +47,21 @@ def parse_args(argv=None):
 
 
 def _published(model_type, input_hw, num_joints):
-    return PUBLISHED_FLOPS_M.get((model_type, tuple(input_hw), num_joints))
+    """Published FLOPs in M (2**20) for Lite-HRNet, published "GFLOPs" (2**30) for HRNet."""
+    key = (model_type, tuple(input_hw), num_joints)
+    return PUBLISHED_FLOPS_M.get(key, PUBLISHED_HRNET_GFLOPS.get(key))
 
 
 def main(argv=None):
     args = parse_args(argv)
-    types = [canonical_model_type(t) for t in (args.model_type or MODEL_CONFIGS)]
+    types = [canonical_model_type(t) for t in (args.model_type or ALL_TYPES)]
     types = list(dict.fromkeys(types))
     rows = []
     for model_type in types:
         info = model_complexity(model_type, args.input_hw, args.num_joints, per_layer=args.per_layer)
         row = dict(model_type=model_type, input_hw=list(info["input_hw"]), num_joints=info["num_joints"],
                    params=info["params"], macs=info["macs"], macs_m=round(info["macs_m"], 4),
+                   macs_g=round(info["macs"] / 2 ** 30, 4),
                    official_flops=info["official_flops"], official_flops_m=round(info["official_flops_m"], 4),
                    published_flops_m=_published(model_type, info["input_hw"], info["num_joints"]))
         if args.verify_params:
@@ -69,16 +75,19 @@ def main(argv=None):
         print(json.dumps(rows, indent=1))
     else:
         h, w = args.input_hw
-        print(f"input {h}x{w}, {args.num_joints} joints   (MACs: 10^6; official FLOPs: 2^20, as published)")
-        header = f"{'model type':<26}{'params':>11}{'MACs (M)':>11}{'FLOPs (M)':>11}{'published':>11}"
+        print(f"input {h}x{w}, {args.num_joints} joints   (MACs: 10^6 and 2^30; official FLOPs: 2^20, as published; "
+              f"HRNet's published \"GFLOPs\" are MACs / 2^30)")
+        header = (f"{'model type':<26}{'params':>11}{'MACs (M)':>11}{'MACs (2^30)':>12}{'FLOPs (M)':>11}"
+                  f"{'published':>11}")
         if args.verify_params:
             header += f"{'built net':>12}"
         print(header)
         print("-" * len(header))
         for row in rows:
             pub = row["published_flops_m"]
-            line = (f"{row['model_type']:<26}{row['params']:>11,}{row['macs_m']:>11.1f}"
-                    f"{row['official_flops_m']:>11.1f}{(f'{pub:.1f}' if pub is not None else '-'):>11}")
+            unit = "G" if row["model_type"] in HRNET_CONFIGS else ""
+            line = (f"{row['model_type']:<26}{row['params']:>11,}{row['macs_m']:>11.1f}{row['macs_g']:>12.3f}"
+                    f"{row['official_flops_m']:>11.1f}{(f'{pub:.1f}{unit}' if pub is not None else '-'):>11}")
             if args.verify_params:
                 line += f"{('ok' if row['params_ok'] else 'MISMATCH'):>12}"
             print(line)

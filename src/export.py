@@ -1,59 +1,9 @@
-"""Export a Lite-HRNet checkpoint to MINDIR or ONNX, optionally with the flip test inside (thin CLI).
-
-    python src/export.py --model_type litehrnet_18 --target_res 256x192 --checkpoint litehrnet_18_coco_256x192 \\
-        --file_format ONNX --batch_size 1 --output output/litehrnet_18.onnx [--flip_test true]
-
-The model maps (batch_size, 3, H, W) float32 crops (ImageNet-normalised RGB, as `preprocess` makes
-them) to (batch_size, K, H/4, W/4) heatmaps; with --flip_test true it also runs the mirrored crops
-and averages exactly as the predictor's flip test. The file is written under a temporary name and
-renamed; `<output>.json` beside it describes it for src/infer.py (--backend mindir|onnx --model).
-Bad input exits with code 2 and one line on stderr.
-"""
-import os
+"""Export a Lite-HRNet checkpoint to MINDIR or ONNX, optionally with the flip test inside (front end: litehrnet/commands/export.py, installed as litehrnet-export)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
-
-from litehrnet.cli import ArgParser, resolution, run_main, set_context, str2bool  # noqa: E402
-
-
-def parse_args(argv=None):
-    p = ArgParser(prog='export.py', description=__doc__.splitlines()[0])
-    p.add_argument('--model_type', default='litehrnet_18', help='model type (or alias, or architecture .json/.yaml)')
-    p.add_argument('--target_res', type=resolution, default=(256, 192), help='input HxW (default 256x192)')
-    p.add_argument('--checkpoint', required=True, help='checkpoint file (any supported format) or published name')
-    p.add_argument('--keypoints', default='coco', help='keypoint set: coco, mpii, or a COCO-format annotation json')
-    p.add_argument('--file_format', type=str.upper, choices=('MINDIR', 'ONNX'), default='MINDIR')
-    p.add_argument('--batch_size', type=int, default=1, help='the fixed batch size of the exported model')
-    p.add_argument('--output', required=True, help='model file (the format\'s suffix is added when missing)')
-    p.add_argument('--flip_test', type=str2bool, default=False, metavar='true|false',
-                   help='fold the flip test into the model (default false)')
-    p.add_argument('--device_target', choices=('CPU', 'GPU', 'Ascend'), default='CPU')
-    return p.parse_args(argv)
-
-
-def run(args):
-    from litehrnet import create_model
-    from litehrnet.data.keypoints import get_keypoint_info
-    from litehrnet.exporting import export_network
-    from litehrnet.models.litehrnet import check_input_size
-
-    check_input_size(*args.target_res)
-    info = get_keypoint_info(args.keypoints)
-    set_context(args.device_target, 'pynative')  # export compiles its own graph; this way is ~30 % faster
-    net = create_model(args.model_type, num_joints=info.num_joints, pretrained=args.checkpoint, conv_impl='native')
-    path = export_network(net, args.target_res, args.batch_size, args.file_format, args.output, info,
-                          args.flip_test, dict(model_type=args.model_type, checkpoint=args.checkpoint))
-    print(f"exported {args.model_type} ({args.target_res[0]}x{args.target_res[1]}, batch {args.batch_size}, flip test "
-          f"{'inside' if args.flip_test else 'not included'}) to {path}")
-    return 0
-
-
-def main(argv=None):
-    return run_main('export.py', run, parse_args(argv))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the package beside this file, without installing it
+from litehrnet.commands.export import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

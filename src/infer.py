@@ -1,80 +1,9 @@
-"""Estimate poses in images, image folders or a video and draw them (thin CLI over litehrnet.annotate).
-
-    python src/infer.py --checkpoint litehrnet_18_coco_256x192 --infer_data_root imgs --out_data_root output/infer
-    python src/infer.py ... --infer_data_root photos --recursive --detector hog
-    python src/infer.py ... --infer_data_root walk.mp4 --out_data_root output/video
-    python src/infer.py --backend onnx --model litehrnet_18.onnx --infer_data_root imgs --out_data_root out
-
-Person boxes come from --bbox_file (COCO detection results or {file_name: [[x, y, w, h, score]]}),
---detector hog (OpenCV's people detector), or else the whole image is one person box. OUT mirrors the
-input: drawn images, `<image>.json` per image, `results_keypoints.json` (COCO results; image ids in
-run.json: 1, 2, ... in sorted path order). The input is never written to. Exit code 0, or 1 when no
-image could be processed; bad input exits with code 2 and one line on stderr. Without --checkpoint
-the network has random weights (smoke tests only).
-"""
-import os
+"""Estimate poses in images, image folders or a video and draw them (front end: litehrnet/commands/infer.py, installed as litehrnet-infer)."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault('GLOG_v', '3')  # MindSpore: errors only on the console
-
-from litehrnet.cli import ArgParser, resolution, run_main, set_context, str2bool  # noqa: E402
-
-
-def parse_args(argv=None):
-    p = ArgParser(prog='infer.py', description=__doc__.splitlines()[0])
-    p.add_argument('--model_type', default='litehrnet_18', help='mindspore backend: model type (or alias, or '
-                                                                 'architecture .json/.yaml)')
-    p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192, or what the exported model '
-                                                         'was exported for)')
-    p.add_argument('--checkpoint', help='mindspore backend: checkpoint file or published name (without it: '
-                                        'random weights)')
-    p.add_argument('--infer_data_root', required=True, help='an image, a folder of images, or a video')
-    p.add_argument('--out_data_root', required=True, help='output folder (created; never inside the input)')
-    p.add_argument('--recursive', action='store_true', help='also images in subfolders (mirrored in the output)')
-    p.add_argument('--bbox_file', help='person boxes: COCO detection results or {file_name: [[x,y,w,h,score]]}')
-    p.add_argument('--bbox_thr', type=float, default=0.3, help='keep --bbox_file boxes scoring above this')
-    p.add_argument('--detector', choices=('hog',), help="person detector: 'hog' (OpenCV, built in)")
-    p.add_argument('--kpt_thr', type=float, default=0.3, help='draw keypoints scoring at least this')
-    p.add_argument('--keypoints', help="keypoint set: coco (default), mpii, or a COCO-format annotation json")
-    p.add_argument('--flip_test', type=str2bool, default=True, metavar='true|false')
-    p.add_argument('--post_process', choices=('default', 'dark'), default='default')
-    p.add_argument('--batch_size', type=int, default=16, help='crops per network call (mindir: the export batch '
-                                                               'size when the model has no description)')
-    p.add_argument('--backend', choices=('mindspore', 'mindir', 'onnx'), default='mindspore')
-    p.add_argument('--model', help='mindir/onnx backend: the exported model file')
-    p.add_argument('--device_target', choices=('CPU', 'GPU', 'Ascend'), default='CPU')
-    p.add_argument('--mode', choices=('graph', 'pynative'), default='graph', help='MindSpore execution mode')
-    p.add_argument('--no_progress', action='store_true', help='no progress bar')
-    return p.parse_args(argv)
-
-
-def run(args):
-    from litehrnet.annotate import Annotator, plan_inputs, summary_line
-    from litehrnet.detection import make_box_source
-    from litehrnet.runners import make_predictor, open_backend
-
-    plan = plan_inputs(args.infer_data_root, args.out_data_root, args.recursive)
-    boxes = make_box_source(args.bbox_file, args.bbox_thr, args.detector)
-    set_context(args.device_target, args.mode)
-    runner, cfg = open_backend(args.backend, args.model, args.model_type, args.checkpoint, args.keypoints,
-                               args.target_res, args.flip_test, args.batch_size)
-    if cfg['random_weights']:
-        print("WARNING: no --checkpoint: the network has RANDOM WEIGHTS and its keypoints are meaningless "
-              "(smoke tests only)", file=sys.stderr)
-    predictor = make_predictor(runner, cfg['input_size_hw'], cfg['keypoint_info'], cfg['flip_test'],
-                               args.post_process, args.batch_size)
-    annotator = Annotator(predictor, boxes, args.out_data_root, args.kpt_thr, progress=not args.no_progress)
-    stats = annotator.run(plan, dict(cfg['description'], random_weights=cfg['random_weights'],
-                                     post_process=args.post_process, input=str(args.infer_data_root)))
-    print(summary_line(stats, args.out_data_root, cfg['random_weights']))
-    return 0 if stats['images'] else 1
-
-
-def main(argv=None):
-    return run_main('infer.py', run, parse_args(argv))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the package beside this file, without installing it
+from litehrnet.commands.infer import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

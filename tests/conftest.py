@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(ROOT / "src"))
+SRC = ROOT / "src"  # on sys.path through pyproject's pythonpath; subprocesses get it as PYTHONPATH
 
 
 def shared_path(*parts):
@@ -35,6 +35,8 @@ def _pynative():
 def run_script(args, timeout=600, env=None):
     """Run a project script with the venv's Python in a subprocess; returns CompletedProcess."""
     import subprocess
-    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
+    full_env.update(env or {})
     return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=full_env)

@@ -4,13 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from litehrnet.codec import (MSRAHeatmap, codec_for, flip_back, keypoints_to_image, shift_heatmap)
-from litehrnet.data.keypoints import COCO_17
+from litehrnet.keypoints import COCO_17
 from litehrnet.data.transforms import (affine_points, box_to_center_scale, clean_coco_box,
                                        get_affine_transform)
 
-TINY = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'coco-tiny'
+TINY = SHARED / 'data' / 'coco-tiny'
 
 
 def coco_tiny_persons():

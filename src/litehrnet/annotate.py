@@ -8,20 +8,18 @@ sorted path order (a video's frame index + 1), listed with their file names in `
 beside the skipped files and the settings. Nothing is written into the input: an output folder
 that is, contains or lies inside the input folder is refused.
 """
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from .detection import BoxFile, clean_boxes
 from .drawing import draw_poses
 from .evaluation import rescore, write_results_json
-from .inference import read_image_rgb
 from .fileio import write_json_atomic
+from .predictor import CropBatcher, read_image_rgb
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.webm')
@@ -66,15 +64,15 @@ def _write_json(path, obj):
     write_json_atomic(path, obj, allow_nan=True)
 
 
-def _warn(message):
-    tqdm.write(f"warning: {message}", file=sys.stderr)
-
-
 class Annotator:
-    """Runs a predictor with a box source over planned inputs and writes the drawings and JSON files."""
+    """Runs a predictor with a box source over planned inputs and writes the drawings and JSON files.
 
-    def __init__(self, predictor, box_source, out_dir, kpt_thr=0.3, progress=True):
+    `warn(message)`, when given, is told about skipped files (the first MAX_WARNINGS; run.json lists all).
+    """
+
+    def __init__(self, predictor, box_source, out_dir, kpt_thr=0.3, progress=True, warn=None):
         self.predictor = predictor
+        self.warn = warn or (lambda message: None)
         self.box_source = box_source
         self.out = Path(out_dir)
         self.kpt_thr = kpt_thr
@@ -105,9 +103,9 @@ class Annotator:
     def _skip(self, stats, rel, reason):
         stats['skipped'].append(dict(file=Path(rel).as_posix(), reason=reason))
         if len(stats['skipped']) <= MAX_WARNINGS:
-            _warn(f"skipped {Path(rel).as_posix()}: {reason}")
+            self.warn(f"skipped {Path(rel).as_posix()}: {reason}")
         if len(stats['skipped']) == MAX_WARNINGS + 1:
-            _warn(f"more files skipped: all are listed in {self.out / RUN_FILE}")
+            self.warn(f"more files skipped: all are listed in {self.out / RUN_FILE}")
 
     def _read_images(self, plan, stats):
         """(relative name, RGB image) of each readable image of the plan; others are skipped and counted."""
@@ -129,30 +127,20 @@ class Annotator:
 
         At most batch_size images wait (also when they have no boxes), so memory stays bounded.
         """
-        pending, count = [], 0
+        batcher = CropBatcher(self.predictor, max_waiting=self.predictor.batch_size)
         for name, image in items:
             boxes, scores = self.box_source.boxes(image, name)
             boxes, scores, note = clean_boxes(boxes, scores, image.shape[:2])
             if note:
                 _warn(f"{Path(name).as_posix()}: {note}")
-            pending.append((name, image, boxes, scores) + self.predictor.crops(image, boxes))
-            count += len(boxes)
-            if count >= self.predictor.batch_size or len(pending) >= self.predictor.batch_size:
-                yield from self._flush(pending)
-                pending, count = [], 0
-        yield from self._flush(pending)
+            yield from self._persons(batcher.add((name, image, boxes, scores), *self.predictor.crops(image, boxes)))
+        yield from self._persons(batcher.finish())
 
-    def _flush(self, pending):
-        if not pending:
-            return
-        crops, centers, scales = (np.concatenate([p[i] for p in pending]) for i in (4, 5, 6))
-        keypoints = self.predictor.predict_crops(crops, centers, scales)
-        start = 0
-        for name, image, boxes, scores, *_ in pending:
-            persons = [dict(bbox=box, box_score=float(s), keypoints=k, score=rescore(k[:, 2], s))
-                       for box, s, k in zip(boxes, scores, keypoints[start:start + len(boxes)])]
-            start += len(boxes)
-            yield name, image, persons
+    @staticmethod
+    def _persons(ready):
+        for (name, image, boxes, scores), keypoints in ready:
+            yield name, image, [dict(bbox=box, box_score=float(s), keypoints=k, score=rescore(k[:, 2], s))
+                                for box, s, k in zip(boxes, scores, keypoints)]
 
     def _person_json(self, person):
         return dict(bbox=[float(v) for v in person['bbox']], box_score=person['box_score'], score=person['score'],
@@ -226,7 +214,7 @@ class Annotator:
             height=stats['images'][0]['height'], box_source=self.box_source.description, frames=frames))
 
 
-def summary_line(stats, out_dir, random_weights=False):
+def run_summary(stats, out_dir, random_weights=False):
     """One line: images (or frames), persons, skipped files by reason, time per image, box source."""
     unit = 'frames' if stats['kind'] == 'video' else 'images'
     reasons = {}

@@ -1,8 +1,9 @@
-"""Shared pieces of the command-line front ends: one-line errors with exit code 2, flag types, device setup."""
+"""Shared pieces of the command lines (litehrnet.commands): one-line errors with exit code 2, flag types."""
 import argparse
 import sys
 
 from .checkpoint.download import DownloadError
+from .models.inputs import parse_input_size
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -23,12 +24,11 @@ def str2bool(value):
 
 
 def resolution(value):
-    """'HxW' (height x width, e.g. 256x192) -> (H, W)."""
+    """'HxW' (height x width, e.g. 256x192) -> (H, W), as an argparse type."""
     try:
-        h, w = (int(v) for v in value.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 256x192, got {value!r}") from None
-    return h, w
+        return parse_input_size(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def number_list(kind):
@@ -39,17 +39,6 @@ def number_list(kind):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
     return parse
-
-
-def set_context(device_target, mode='graph'):
-    """MindSpore device and execution mode; ValueError when the device is not available."""
-    import mindspore as ms
-    try:
-        if ms.get_context('device_target') != device_target:  # set_device fails once kernels have run
-            ms.set_device(device_target)
-    except RuntimeError as e:
-        raise ValueError(f"device {device_target} is not available: {str(e).strip().splitlines()[0]}") from None
-    ms.set_context(mode=ms.GRAPH_MODE if mode == 'graph' else ms.PYNATIVE_MODE)
 
 
 def run_main(prog, run, args):

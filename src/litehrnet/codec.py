@@ -8,8 +8,9 @@ separate steps.
 import cv2
 import numpy as np
 
-from .data.keypoints import flip_indices
-from .data.transforms import PIXEL_STD
+from .keypoints import flip_indices
+
+PIXEL_STD = 200.0  # a centre/scale box's scale is its size in units of 200 pixels (mmpose)
 
 
 def get_heatmap_maximum(heatmaps):

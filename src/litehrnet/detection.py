@@ -1,14 +1,16 @@
 """Person boxes for top-down inference: a box file, OpenCV's HOG people detector, or the whole image.
 
-Every source answers `boxes(image_rgb, rel_path) -> (boxes (N, 4) [x, y, w, h], scores (N,))` in image
+`detector_person_records` reads a COCO detection-results file for dataset evaluation. Every source answers `boxes(image_rgb, rel_path) -> (boxes (N, 4) [x, y, w, h], scores (N,))` in image
 pixels. The boxes then go through the same centre/scale/aspect handling as evaluation
 (`preprocess_box`: aspect fixed to the input's, padded 1.25x), never a plain resize, so the whole
 image as one box is exactly mmpose's top-down demo without a detector.
 """
+from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
+
 from .fileio import read_json
 
 PERSON_CATEGORY = 1
@@ -160,3 +162,39 @@ def make_box_source(bbox_file=None, bbox_thr=0.3, detector=None):
     if detector:
         raise ValueError(f"unknown detector {detector!r}: the built-in one is 'hog'")
     return WholeImage()
+
+
+def _bad(path, i, what):
+    return ValueError(f"{path}: detection {i} {what}")
+
+
+def detector_person_records(bbox_file, coco, cat_id=1):
+    """Detector boxes of category cat_id from a COCO detection-results JSON, by image; the count ignored.
+
+    Boxes of images absent from the annotations (a detection file for a larger split) and boxes of
+    zero width or height are ignored and counted.
+    """
+    path = Path(bbox_file)
+    dets = read_json(path, "detection (bbox) file")
+    if not isinstance(dets, list):
+        raise ValueError(f"{path}: expected a JSON list of detections, got {type(dets).__name__}")
+    jobs, ignored = defaultdict(list), 0
+    for i, det in enumerate(dets):
+        if not isinstance(det, dict) or any(k not in det for k in ('bbox', 'category_id', 'image_id', 'score')):
+            raise _bad(path, i, "is not an object with bbox, category_id, image_id and score")
+        if det['category_id'] != cat_id:
+            continue
+        try:
+            box = np.asarray(det['bbox'], dtype=np.float64)
+            score = float(det['score'])
+        except (TypeError, ValueError):
+            raise _bad(path, i, "has a non-numeric bbox or score") from None
+        if box.shape != (4,) or not np.isfinite(box).all() or not np.isfinite(score):
+            raise _bad(path, i, "needs a finite bbox [x, y, w, h] and score")
+        if det['image_id'] not in coco.imgs or box[2] <= 0 or box[3] <= 0:
+            ignored += 1
+            continue
+        jobs[det['image_id']].append(dict(image_id=det['image_id'], bbox=box, box_score=score))
+    if not jobs:
+        raise ValueError(f"{path}: no detection of category {cat_id} on an image of the annotations")
+    return jobs, ignored

@@ -14,7 +14,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from .data.keypoints import flip_indices
+from .keypoints import flip_indices
 from .runners import export_meta_path
 from .fileio import write_json_atomic
 

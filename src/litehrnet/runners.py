@@ -13,12 +13,13 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from .data.keypoints import get_keypoint_info
-from .inference import TopDownPredictor
-from .models.litehrnet import check_input_size
-from .models.registry import create_model
+from .data.datasets import DATASETS
+from .keypoints import get_keypoint_info
+from .predictor import TopDownPredictor
+from .models.registry import check_input_size, create_model
 
 BACKENDS = ('mindspore', 'mindir', 'onnx')
+DEFAULT_INPUT_SIZE = DATASETS['coco'].input_size_hw  # when neither the arguments nor an export say
 
 
 def export_meta_path(model_path):
@@ -153,8 +154,8 @@ def open_backend(backend, model=None, model_type='litehrnet_18', checkpoint=None
         raise ValueError(f"{model} predicts {meta['num_joints']} joints but keypoint set '{info.name}' "
                          f"has {info.num_joints}")
     if backend == 'mindspore':
-        size = tuple(input_size_hw or (256, 192))
-        check_input_size(*size)
+        size = tuple(input_size_hw or DEFAULT_INPUT_SIZE)
+        check_input_size(model_type, *size)
         runner = CellRunner(create_model(model_type, num_joints=info.num_joints, pretrained=checkpoint))
     else:
         runner = MindirRunner(model, meta.get('batch_size') or batch_size) if backend == 'mindir' else OnnxRunner(model)
@@ -162,7 +163,7 @@ def open_backend(backend, model=None, model_type='litehrnet_18', checkpoint=None
         if input_size_hw and model_size and tuple(input_size_hw) != model_size:
             raise ValueError(f"{model} was exported for {model_size[0]}x{model_size[1]}, not "
                              f"{input_size_hw[0]}x{input_size_hw[1]}")
-        size = tuple(input_size_hw or model_size or (256, 192))
+        size = tuple(input_size_hw or model_size or DEFAULT_INPUT_SIZE)
     flip_in_model = bool(meta.get('flip_test'))
     description = dict(backend=backend, model=str(model) if model else model_type,
                        checkpoint=checkpoint if backend == 'mindspore' else meta.get('checkpoint'),

@@ -1,7 +1,7 @@
 """Tensor-name schemes of every supported checkpoint, converted to this project's names.
 
 This project names each tensor by its true module path (``backbone.stages.0.0.layers...``,
-BatchNorm ``gamma``/``beta``/``moving_mean``/``moving_variance``). Files come in four
+BatchNorm ``gamma``/``beta``/``moving_mean``/``moving_variance``). Files come in these
 schemes, recognised by their keys, never by file name:
 
 - ``project``: this project's own names;

@@ -18,10 +18,10 @@ from collections import Counter
 import numpy as np
 
 from .formats import HRNET_BACKBONE_ROOTS, hrnet_to_project, is_hrnet
-from .io import CheckpointError, load_weights, read_tensors
+from .io import CheckpointError, read_tensors
 from .safetensors_reader import is_safetensors, read_safetensors
 
-__all__ = ["read_pose_weights", "read_backbone_weights", "load_backbone", "describe_hrnet_weights",
+__all__ = ["read_pose_weights", "read_backbone_weights", "describe_hrnet_weights",
            "summarize_dropped"]
 
 _SCHEMES = {
@@ -168,20 +168,3 @@ def summarize_dropped(dropped):
         m = re.match(r"^(stage4\.\d+\.fuse_layers)\.\d+\.", body)
         parts[f"{m.group(1)}.1-3.*" if m else body.split(".", 1)[0] + ".*"] += 1
     return ", ".join(f"{part} ({n})" for part, n in parts.items())
-
-
-def load_backbone(net, path):
-    """Strictly load an HRNet backbone file into ``net``; the head keeps its initialisation.
-
-    Every ``backbone.`` parameter of the network must be in the file with its shape, and the file may hold
-    no other backbone tensor. conv1 is adapted to the network's input channels. Returns the one-line
-    report of what was dropped from the file.
-    """
-    own = {p.name: p for p in net.get_parameters()}
-    conv1 = own.get("backbone.conv1.weight")
-    n_channels_in = int(conv1.shape[1]) if conv1 is not None else 3
-    backbone, dropped = read_backbone_weights(path, n_channels_in)
-    # the strict loader wants every parameter: the head is given its own current values
-    weights = dict(backbone, **{n: p.asnumpy() for n, p in own.items() if not n.startswith("backbone.")})
-    load_weights(net, weights, source=os.fspath(path), verbose=False)
-    return f"{path}: backbone loaded ({len(backbone)} tensors); dropped: {summarize_dropped(dropped)}"

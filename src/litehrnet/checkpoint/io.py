@@ -1,29 +1,25 @@
-"""Reading any supported checkpoint strictly, and writing this project's atomically.
+"""Reading any supported checkpoint file into a name -> array map, and writing this project's atomically.
 
-Formats are recognised by content: MindSpore ``.ckpt`` (this project's, and both key
-schemes of the earlier MindSpore port), PyTorch/mmpose ``.pth`` zip archives (read
-without torch), and ``.npz`` state dicts. Loading never relies on MindSpore's
-``load_param_into_net`` (it silently suffix-matches and ignores missing names):
-every tensor of the network must be present with the right shape, and nothing else
-(optimizer state aside) may be in the file.
+Formats are recognised by content: MindSpore ``.ckpt`` (this project's, and every key scheme
+`formats` knows), PyTorch/mmpose ``.pth`` files (zip archive or legacy pickle, read without torch)
+and ``.npz`` state dicts. Matching the arrays to a network, strictly, is `models.weights`' job.
 """
 import binascii
 import contextlib
 import logging
 import os
-import re
 import zipfile
 import zlib
 
 import numpy as np
 import mindspore as ms
 
+from ..errors import CheckpointError
 from ..fileio import atomic_path
 from .formats import to_project_names
+from .pth_reader import read_pth
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the network (the message names the file)."""
+__all__ = ["CheckpointError", "read_tensors", "read_checkpoint", "save_checkpoint"]
 
 
 def _is_zip(path):
@@ -97,7 +93,6 @@ def _read_mindspore(path):
 
 
 def _read_torch(path):
-    from .pth_reader import read_pth  # imported lazily: only .pth files need it
     try:
         return read_pth(path)
     except ValueError as e:
@@ -128,113 +123,16 @@ def read_checkpoint(path):
     return to_project_names(read_tensors(path))
 
 
-def describe_weights(weights):
-    """A short description of the architecture a set of weights belongs to (for error messages)."""
-    from ..models.configs import MODEL_CONFIGS
-    if not any(k.startswith("backbone.") for k in weights):
-        return "not a Lite-HRNet checkpoint"
-    stages = {}
-    for k in weights:
-        m = re.match(r"^backbone\.stages\.(\d+)\.(\d+)\.", k)
-        if m:
-            stages.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
-    modules = tuple(len(stages[s]) for s in sorted(stages))
-    lite = any("cross_resolution_weighting" in k for k in weights)
-    widths = []
-    for i in range(8):
-        w = weights.get(f"backbone.head_layer.projects.{i}.depthwise_conv.conv.weight")
-        if w is None:
-            break
-        widths.append(int(w.shape[0]))
-    widths = tuple(widths[::-1])
-    head = weights.get("keypoint_head.final_layer.weight")
-    joints = f"{head.shape[0]} joints" if head is not None else "no keypoint head"
-    for name, cfg in MODEL_CONFIGS.items():
-        if (tuple(s["num_modules"] for s in cfg["stages"]) == modules
-                and tuple(cfg["stages"][-1]["num_channels"]) == widths
-                and (cfg["stages"][0]["module_type"] == "lite") == lite):
-            return f"{name} ({joints})"
-    kind = "conditional-channel-weighting" if lite else "naive"
-    return f"a custom {kind} Lite-HRNet (modules {modules}, widths {widths}, {joints})"
-
-
-def describe_network(net):
-    """The same description for a built network."""
-    return describe_weights({p.name: p for p in net.get_parameters()})
-
-
-def _first(names, n=3):
-    names = sorted(names)
-    more = f" and {len(names) - n} more" if len(names) > n else ""
-    return ", ".join(names[:n]) + more
-
-
-def load_weights(net, weights, source="weights", reset_head=False, verbose=True):
-    """Strictly copy ``weights`` (project names -> arrays) into ``net``.
-
-    With ``reset_head`` a keypoint head of a different joint count is left at its fresh
-    initialisation (fine-tuning on another keypoint set); anything else must match exactly.
-    """
-    own = {p.name: p for p in net.get_parameters()}
-    missing = [n for n in own if n not in weights]
-    unexpected = [n for n in weights if n not in own]
-    wrong = [n for n in own if n in weights and tuple(weights[n].shape) != tuple(own[n].shape)]
-    skipped = []
-    if reset_head:
-        skipped = [n for n in wrong if n.startswith("keypoint_head.final_layer.")]
-        wrong = [n for n in wrong if n not in skipped]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_first(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_first(unexpected)})")
-        if wrong:
-            n = wrong[0]
-            parts.append(f"{len(wrong)} wrongly shaped ({n}: file {tuple(weights[n].shape)}, "
-                         f"network {tuple(own[n].shape)}{'...' if len(wrong) > 1 else ''})")
-        raise CheckpointError(f"{source}: does not fit the network: {'; '.join(parts)}; "
-                              f"this is a {describe_weights(weights)} checkpoint, you built {describe_network(net)}")
-    for name, param in own.items():
-        if name in skipped:
-            continue
-        param.set_data(ms.Tensor(np.asarray(weights[name]), dtype=param.dtype))
-    if skipped and verbose:
-        old = weights["keypoint_head.final_layer.weight"].shape[0]
-        print(f"{source}: keypoint head has {old} joints, the network {net.num_joints}: "
-              f"the final layer was re-initialised, everything else loaded")
-    return skipped
-
-
-def load_checkpoint(net, path_or_name, reset_head=False, verbose=True):
-    """Load a checkpoint (a file, or a published name / URL that is downloaded) into ``net``, strictly."""
-    from ..models.registry import resolve_checkpoint
-    path = resolve_checkpoint(path_or_name)
-    weights, _, _ = read_checkpoint(path)
-    load_weights(net, weights, source=path, reset_head=reset_head, verbose=verbose)
-    return net
-
-
-def _atomic_save(save_obj, path, append_dict=None):
+def save_checkpoint(net, path, append_dict=None):
+    """Save the bare network's weights to ``path`` via a temporary file and a rename."""
     path = os.fspath(path)
     # MindSpore appends ".ckpt" to any other name, so the temporary name ends with it too.
     with atomic_path(path, suffix=".tmp.ckpt") as tmp:
         try:
-            ms.save_checkpoint(save_obj, tmp, append_dict=append_dict, crc_check=True)
+            ms.save_checkpoint(net, tmp, append_dict=append_dict, crc_check=True)
         finally:  # MindSpore writes <name>.tmp and renames it: a failed write leaves it behind
             leftover = tmp[:-len(".ckpt")] + ".tmp"
             if os.path.exists(leftover):
                 os.chmod(leftover, 0o600)
                 os.remove(leftover)
     return path
-
-
-def save_checkpoint(net, path, append_dict=None):
-    """Save the bare network's weights to ``path`` via a temporary file and a rename."""
-    return _atomic_save(net, path, append_dict)
-
-
-def save_tensors(tensors, path):
-    """Save a dict name -> numpy array as a MindSpore .ckpt, atomically."""
-    params = [{"name": k, "data": ms.Tensor(np.asarray(v))} for k, v in tensors.items()]
-    return _atomic_save(params, path)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from ..fileio import write_json_atomic
-from .keypoints import COCO_17
+from ..keypoints import COCO_17
 
 VERSION = 2
 IMAGE_SIZE_WH = (256, 192)

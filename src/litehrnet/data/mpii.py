@@ -1,16 +1,18 @@
 """MPII top-down keypoint dataset (mmpose's JSON): the COCO set's samples, without half-body.
 
 Records are {image, center, scale, joints, joints_vis} in 1-based (MATLAB) pixels; `mpii_center_scale`
-is mmpose 0.13's box rule and shift to 0-based, shared with PCKh evaluation (inference.evaluate_mpii),
+is mmpose 0.13's box rule and shift to 0-based, shared with PCKh evaluation (evaluate.evaluate_mpii),
 which also needs mpii_gt_val.mat beside the validation annotations.
 """
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import AnnotationError
+from ..evaluation.pckh import load_mpii_gt
 from ..fileio import read_json
-from .coco import AnnotationError, TopDownDataset, _finite_numbers
-from .keypoints import MPII_16
+from ..keypoints import MPII_16
+from .topdown import TopDownDataset, finite_numbers
 
 GT_MAT = 'mpii_gt_val.mat'  # PCKh ground truth, beside the validation annotations (mmpose's layout)
 
@@ -41,7 +43,7 @@ def _check_record(path, i, rec, with_joints):
         raise AnnotationError(f"{where}: lacks {', '.join(lacking)} (needs {', '.join(keys)})")
     if not isinstance(rec['image'], str) or not rec['image']:
         raise AnnotationError(f"{where}: image must be a file name")
-    if _finite_numbers(rec['center'], 2) is None:
+    if finite_numbers(rec['center'], 2) is None:
         raise AnnotationError(f"{where}: center must be 2 finite numbers [x, y]")
     scale = rec['scale']
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
@@ -49,10 +51,10 @@ def _check_record(path, i, rec, with_joints):
     if not with_joints:
         return
     k = MPII_16.num_joints
-    if _finite_numbers(rec['joints'], 2 * k) is None or np.shape(rec['joints']) != (k, 2):
+    if finite_numbers(rec['joints'], 2 * k) is None or np.shape(rec['joints']) != (k, 2):
         n = len(rec['joints']) if isinstance(rec['joints'], list) else type(rec['joints']).__name__
         raise AnnotationError(f"{where}: has {n} joints, expected {k} (each [x, y], finite numbers)")
-    vis = _finite_numbers(rec['joints_vis'], k)
+    vis = finite_numbers(rec['joints_vis'], k)
     if vis is None or not np.isin(vis, (0, 1)).all():
         raise AnnotationError(f"{where}: joints_vis must be {k} values 0 or 1")
 
@@ -71,7 +73,6 @@ def load_mpii_annotations(ann_file, gt_mat=None, with_joints=False):
     for i, rec in enumerate(anns):
         _check_record(path, i, rec, with_joints)
     if gt_mat is not None:
-        from ..evaluation.pckh import load_mpii_gt
         num_gt = load_mpii_gt(gt_mat)[1].shape[2]
         if num_gt != len(anns):
             raise AnnotationError(f"{gt_mat}: has {num_gt} people but {ann_file} has {len(anns)}")

@@ -8,9 +8,9 @@ Images are RGB uint8 HWC; sizes are written `_hw` (height, width) or `_wh` where
 import cv2
 import numpy as np
 
-from .keypoints import flip_indices
+from ..codec import PIXEL_STD
+from ..keypoints import flip_indices
 
-PIXEL_STD = 200.0
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 

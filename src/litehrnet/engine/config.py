@@ -6,9 +6,11 @@ every override that is not None (the command line passes None for flags the user
 import dataclasses
 from dataclasses import dataclass
 
+from ..data.datasets import DATASETS, dataset_spec
+from ..device import DEVICES
+from ..models.registry import check_input_size
 from .schedule import scaled_milestones
 
-DEVICES = ('CPU', 'GPU', 'Ascend')
 AMP_LEVELS = ('O0', 'O2', 'O3')  # O1 needs MindSpore's source rewriter, which cannot parse this network
 
 
@@ -17,8 +19,8 @@ class TrainConfig:
     """Everything a training run depends on; the defaults are the official Lite-HRNet COCO settings."""
 
     model_type: object = 'litehrnet_18'  # name, alias, architecture dict or .json/.yaml file
-    input_size_hw: tuple = (256, 192)
-    dataset: str = 'coco'                # coco | mpii | demo | custom (layouts in data/coco.py)
+    input_size_hw: tuple = DATASETS['coco'].input_size_hw
+    dataset: str = 'coco'                # a key of data.datasets.DATASETS (layouts, metric, ...)
     data_root: str = None
     meta: str = None                     # custom: keypoint metadata (.json/.yaml)
     output_dir: str = None               # None: 'output', or the next free 'output-N' when it holds a run
@@ -47,36 +49,35 @@ DEMO_MODEL = dict(stem_channels=16, stages=[
     dict(num_modules=1, num_branches=b, num_blocks=1, num_channels=[16, 32, 64, 128][:b]) for b in (2, 3, 4)])
 DEMO_EPOCHS = 10
 
-PRESETS = {
+PRESETS = {  # training settings of a dataset beyond the table's (its input size comes from data.datasets)
     'coco': {},
     'custom': {},
     # The official MPII config: 256x256 (heatmap 64x64, sigma 2), batch 32 per device, validation every 5.
-    'mpii': dict(input_size_hw=(256, 256), batch_size=32, val_interval=5),
+    'mpii': dict(batch_size=32, val_interval=5),
     # About 3 minutes on 2 CPU cores (~2,000 persons x 10 epochs at ~140 img/s): validation AP ~0.7.
-    'demo': dict(model_type=DEMO_MODEL, input_size_hw=(128, 96), epochs=DEMO_EPOCHS, batch_size=16, lr=4e-3,
+    'demo': dict(model_type=DEMO_MODEL, epochs=DEMO_EPOCHS, batch_size=16, lr=4e-3,
                  warmup_iters=100, milestones=scaled_milestones(DEMO_EPOCHS), val_interval=2, save_interval=0),
 }
+assert set(PRESETS) == set(DATASETS)
 
 def make_config(dataset='coco', **overrides):
     """The settings of a run on `dataset`: defaults, then the dataset's preset, then the non-None overrides."""
-    if dataset not in PRESETS:
-        raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(PRESETS)}")
+    spec = dataset_spec(dataset)
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise TypeError(f"unknown training settings: {', '.join(unknown)}")
-    values = dict(PRESETS[dataset], dataset=dataset)
+    values = dict(PRESETS[dataset], dataset=dataset, input_size_hw=spec.input_size_hw)
     epochs_given = overrides.get('epochs') is not None
     if epochs_given and overrides.get('milestones') is None:
         values['milestones'] = scaled_milestones(overrides['epochs'])
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return validate(TrainConfig(**values))
+    return check_config(TrainConfig(**values))
 
 
-def validate(config):
+def check_config(config):
     """Refuse settings that cannot train (one-line ValueError) before anything heavy starts."""
-    from ..models.litehrnet import check_input_size
-    check_input_size(*config.input_size_hw)
+    check_input_size(config.model_type, *config.input_size_hw)
     positive = dict(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                     val_interval=config.val_interval, workers=config.workers)
     for name, value in positive.items():
@@ -89,8 +90,8 @@ def validate(config):
         raise ValueError(f"device_target must be one of {', '.join(DEVICES)}")
     if config.amp_level not in AMP_LEVELS:
         raise ValueError(f"amp_level must be one of {', '.join(AMP_LEVELS)}")
-    if config.meta and config.dataset == 'mpii':
-        raise ValueError("meta is for custom keypoint sets; MPII uses its built-in metadata")
+    if config.meta and not dataset_spec(config.dataset).takes_meta:
+        raise ValueError(f"meta is for custom keypoint sets; {config.dataset} uses its built-in metadata")
     if config.resume and config.pretrained:
         raise ValueError("give either resume (continue a run) or pretrained (start from weights), not both")
     return config

@@ -6,7 +6,8 @@ does; `--resume` reads the optimizer moments, Adam's step counters and the run's
 import mindspore as ms
 import numpy as np
 
-from ..checkpoint.io import CheckpointError, read_checkpoint, save_checkpoint
+from ..checkpoint.io import read_checkpoint, save_checkpoint
+from ..errors import CheckpointError
 
 PREFIX = 'train_state.'
 _OPTIMIZER_KEYS = ('beta1_power', 'beta2_power', 'global_step')

@@ -2,15 +2,13 @@
 
 `train(config)` runs a whole job and returns the final validation metrics. Outputs, all under
 config.output_dir and written by rank 0 only: train.log, config.json, last.ckpt (every epoch and
-every save_checkpoint_steps steps), best.ckpt (best validation AP; MPII: PCKh Mean), epoch_NNN.ckpt
+every save_checkpoint_steps steps), best.ckpt (best main metric of the dataset: AP; MPII: PCKh Mean), epoch_NNN.ckpt
 (every save_interval epochs), history.json, curves.png, val/ (the latest validation's results) and
 metrics.json (the final validation). Checkpoints hold the bare network under its true names;
 last/epoch checkpoints add the training state, so `resume` continues bit-exactly.
 """
-import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import math
@@ -19,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import mindspore as ms
@@ -27,37 +26,22 @@ import numpy as np
 from mindspore import nn
 from tqdm import tqdm
 
-from ..checkpoint.io import CheckpointError, load_weights
-from ..data.coco import CocoKeypointDataset, split_files
-from ..data.mpii import MpiiKeypointDataset, default_gt_mat, load_mpii_annotations
+from ..data.datasets import dataset_spec
 from ..data.pipeline import build_train_dataset
+from ..device import set_device
+from ..errors import CheckpointError
+from ..evaluate import EVALUATORS, evaluate_split
+from ..fileio import write_json_atomic
 from ..models.registry import create_model
+from ..models.weights import load_weights
 from .curves import draw_curves
+from .examples import draw_examples
 from .loss import JointsMSELoss, NetWithLoss
 from .schedule import step_lr
 from .state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
-from ..fileio import write_json_atomic
-from .examples import draw_examples
 from .rundir import RunLock, choose_output_dir, remove_stale_temporaries
 
 LOSS_SCALE = 1024.0  # static loss scale of mixed-precision training (GPU/Ascend)
-
-
-@dataclasses.dataclass(frozen=True)
-class MainMetric:
-    """The validation number that picks best.ckpt: its key, log label, curve title and range, format."""
-
-    key: str       # in the evaluation's metrics (and history rows)
-    label: str
-    title: str
-    y_range: tuple
-    fmt: str
-    results: str   # the evaluation's results file in val/, drawn as example pictures
-
-
-MAIN_METRICS = {'mpii': MainMetric('Mean', 'PCKh Mean', 'validation PCKh@0.5 Mean (%)', (0.0, 100.0), '.2f',
-                                   'results_mpii.json')}
-COCO_METRIC = MainMetric('AP', 'AP', 'validation AP', (0.0, 1.0), '.4f', 'results_keypoints.json')  # coco, custom, demo
 
 
 class TrainingStopped(RuntimeError):
@@ -79,13 +63,7 @@ def _distributed():
 
 def setup_context(config):
     """GRAPH mode on the device; data parallel when launched by msrun. Returns (rank, group size)."""
-    ms.set_context(mode=ms.GRAPH_MODE)
-    try:
-        if ms.get_context('device_target') != config.device_target:  # set_device fails once kernels have run
-            ms.set_device(config.device_target)
-    except RuntimeError as e:
-        raise ValueError(f"device {config.device_target} is not available: "
-                         f"{str(e).strip().splitlines()[0]}") from None
+    set_device(config.device_target, 'graph')
     if config.amp_level != 'O0' and config.device_target == 'CPU':
         raise ValueError("--amp_level is for GPU/Ascend; CPU trains in float32 (mixed precision is slower there)")
     if int(os.environ.get('MS_WORKER_NUM', '1')) > 1:
@@ -122,21 +100,21 @@ def _logger(output_dir, rank, group_size):
 
 def dataset_splits(config):
     """(train annotations, train images, val annotations, val images); the demo is generated when missing."""
-    if config.dataset == 'demo':
-        from ..data.demo import ensure_demo_dataset
-        root = ensure_demo_dataset(config.data_root or Path(config.output_dir) / 'demo_data')
+    spec = dataset_spec(config.dataset)
+    if spec.generate:
+        root = spec.generate(config.data_root or Path(config.output_dir) / f'{spec.name}_data')
     elif not config.data_root:
         raise ValueError(f"--dataset {config.dataset} needs --data_root")
     else:
         root = Path(config.data_root)
         if not root.is_dir():
             raise ValueError(f"{root}: data folder not found")
-    val_ann, val_img = split_files(config.dataset, root, 'val')
+    val_ann, val_img = spec.split_files(root, 'val')
     if not val_ann.is_file():
         raise ValueError(f"{val_ann}: validation annotation file not found")
-    if config.dataset == 'mpii':  # PCKh needs mpii_gt_val.mat, in the order of the annotations
-        load_mpii_annotations(val_ann, default_gt_mat(val_ann))
-    return (*split_files(config.dataset, root, 'train'), val_ann, val_img)
+    if spec.check_val:  # e.g. MPII: PCKh needs mpii_gt_val.mat, in the order of the annotations
+        spec.check_val(val_ann)
+    return (*spec.split_files(root, 'train'), val_ann, val_img)
 
 
 def weights_fingerprint(net):
@@ -151,7 +129,7 @@ def weights_fingerprint(net):
     return digest.hexdigest()
 
 
-def _train_step(net, optimizer, amp_level):
+def train_step_cell(net, optimizer, amp_level):
     """TrainOneStepCell over net + JointsMSELoss (wrappers keep the network's parameter names)."""
     loss_net = NetWithLoss(net, JointsMSELoss())
     if amp_level == 'O0':
@@ -183,13 +161,10 @@ class Trainer:
     def _setup(self, config, notes):
         self.out.mkdir(parents=True, exist_ok=True)
         train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
-        if config.dataset == 'mpii':
-            self.train_set = MpiiKeypointDataset(train_ann, train_img, config.input_size_hw, train=True,
-                                                 seed=config.seed)
-        else:
-            self.train_set = CocoKeypointDataset(train_ann, train_img, config.input_size_hw, train=True,
-                                                 seed=config.seed, meta=config.meta)
-        self.metric = MAIN_METRICS.get(config.dataset, COCO_METRIC)
+        self.spec = dataset_spec(config.dataset)
+        self.train_set = self.spec.training_set(train_ann, train_img, config.input_size_hw, train=True,
+                                                seed=config.seed, meta=config.meta)
+        self.metric = self.spec.metric
         self.info = self.train_set.info
         self.log = _logger(self.out, self.rank, self.group_size)
         for note in notes:
@@ -199,11 +174,15 @@ class Trainer:
                 self.log.info(f"removed {path}, a temporary file left by an interrupted write")
         ms.set_seed(config.seed)
         mds.config.set_seed(config.seed)
-        self.net = create_model(config.model_type, num_joints=self.info.num_joints, pretrained=config.pretrained,
-                                reset_head=True)
+        with warnings.catch_warnings(record=True) as caught:  # a re-initialised head is said in the log
+            warnings.simplefilter('always')
+            self.net = create_model(config.model_type, num_joints=self.info.num_joints, pretrained=config.pretrained,
+                                    reset_head=True)
+        for w in caught:
+            self.log.info(str(w.message))
         self.steps_per_epoch = None
         self.step = 0
-        self.best = dict(value=-1.0, epoch=0)  # of the main metric
+        self.best = dict(value=-1.0, epoch=0)  # of the dataset's main metric
         self.epoch_loss = [0.0, 0]  # sum, count of the current epoch
         self.history = []
         self.last_saved = None  # (path, step) of the newest checkpoint with training state
@@ -220,12 +199,12 @@ class Trainer:
         self.lr = step_lr(cfg.lr, self.steps_per_epoch, cfg.epochs, cfg.milestones, warmup_iters=cfg.warmup_iters)
         self.optimizer = nn.Adam(self.net.trainable_params(), learning_rate=ms.Tensor(self.lr), eps=1e-8,
                                  loss_scale=1.0 if cfg.amp_level == 'O0' else LOSS_SCALE)
-        self.train_step = _train_step(self.net, self.optimizer, cfg.amp_level)
+        self.train_step = train_step_cell(self.net, self.optimizer, cfg.amp_level)
         self.train_step.set_train()
 
     def _counters(self):
         return dict(step=self.step, seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
-                    num_samples=len(self.train_set), best_ap=float(self.best['value']), best_epoch=self.best['epoch'],
+                    num_samples=len(self.train_set), best_metric=float(self.best['value']), best_epoch=self.best['epoch'],
                     epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1])
 
     def _resume(self):
@@ -243,7 +222,7 @@ class Trainer:
                                       f"resuming exactly needs the same data order")
         load_weights(self.net, weights, source=str(path))
         self.step = int(state['step'])
-        self.best = dict(value=float(state['best_ap']), epoch=int(state['best_epoch']))  # the main metric
+        self.best = dict(value=float(state[best_metric_key(state)]), epoch=int(state['best_epoch']))
         self.epoch_loss = [float(state['epoch_loss_sum']), int(state['epoch_loss_count'])]
         history = self.out / 'history.json'
         if history.is_file():
@@ -275,29 +254,16 @@ class Trainer:
         m = self.metric
         draw_curves(self.out / 'curves.png', self.history, m.key, m.title, m.y_range)
 
-    def validate(self, epoch):
-        """COCO AP (MPII: PCKh) of the current weights on the validation split's ground-truth boxes."""
-        from ..inference import evaluate_coco, evaluate_mpii
-        captured = io.StringIO()
+    def run_validation(self, epoch):
+        """The dataset's evaluation (COCO AP, MPII PCKh) of the current weights on the validation split."""
         start = time.time()
-        with contextlib.redirect_stdout(captured):
-            if self.cfg.dataset == 'mpii':
-                metrics = evaluate_mpii(self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
-                                        flip_test=self.cfg.flip_test, output_dir=self.out / 'val', progress=False)
-            else:
-                metrics = evaluate_coco(self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
-                                        flip_test=self.cfg.flip_test, keypoint_info=self.info,
-                                        output_dir=self.out / 'val', progress=False)
+        metrics = evaluate_split(self.spec, self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
+                                 keypoint_info=self.info, flip_test=self.cfg.flip_test, output_dir=self.out / 'val',
+                                 progress=False)
         self.train_step.set_train()
-        for line in captured.getvalue().splitlines():
+        for line in EVALUATORS[self.spec.evaluator].tables(metrics).splitlines():
             self.log.debug(line)
-        seconds = time.time() - start
-        if self.cfg.dataset == 'mpii':
-            self.log.info(f"epoch {epoch}: validation PCKh@0.5 Mean {metrics['Mean']:.2f} (Mean@0.1 "
-                          f"{metrics['Mean@0.1']:.2f}) on {metrics['num_people']} annotated people in {seconds:.0f} s")
-        else:
-            self.log.info(f"epoch {epoch}: validation AP {metrics['AP']:.4f} (AP50 {metrics['AP50']:.4f}, "
-                          f"AR {metrics['AR']:.4f}) on {metrics['num_boxes']} ground-truth boxes in {seconds:.0f} s")
+        self.log.info(f"epoch {epoch}: {self.metric.describe(metrics)} in {time.time() - start:.0f} s")
         return metrics
 
     def _end_epoch(self, epoch, seconds, images):
@@ -310,7 +276,7 @@ class Trainer:
             return
         row = dict(epoch=epoch, step=self.step, loss=loss, lr=float(self.lr[self.step - 1]))
         if epoch % cfg.val_interval == 0 or epoch == cfg.epochs:
-            metrics = self.validate(epoch)
+            metrics = self.run_validation(epoch)
             value = metrics[self.metric.key]
             row[self.metric.key] = value
             self.final_metrics = dict(metrics, epoch=epoch)
@@ -441,7 +407,7 @@ class Trainer:
 
     def _finish(self):
         if self.main and self.final_metrics is None:  # resumed after the last epoch: validate once more
-            self.final_metrics = dict(self.validate(self.cfg.epochs), epoch=self.cfg.epochs)
+            self.final_metrics = dict(self.run_validation(self.cfg.epochs), epoch=self.cfg.epochs)
         skipped = self.train_set.skip_summary()
         if skipped:
             self.log.warning(skipped)
@@ -458,6 +424,12 @@ class Trainer:
                       f"{self.best['value']:{m.fmt}} at epoch {self.best['epoch']}; metrics in "
                       f"{self.out / 'metrics.json'}")
         return metrics
+
+
+def best_metric_key(state):
+    """The training-state key of the best main metric: 'best_metric', or 'best_ap' in checkpoints written
+    before it was renamed (it held PCKh on MPII too)."""
+    return 'best_metric' if 'best_metric' in state else 'best_ap'
 
 
 def train(config):

@@ -4,6 +4,8 @@
 brackets): AP (AP @[IoU=0.50:0.95]), AP50 (AP @0.50), AP75 (AP @0.75), APm (AP medium), APl (AP large),
 AR (AR @[0.50:0.95]), AR50, AR75, ARm, ARl. As in COCOeval, -1 means no ground truth in that area range.
 """
+import contextlib
+import io
 import json
 import warnings
 from collections import defaultdict
@@ -107,7 +109,7 @@ def load_results(path, coco_gt, num_joints):
 
 
 def coco_keypoint_eval(ann_file_or_coco, results, sigmas=None):
-    """COCO keypoint AP/AR of results with pycocotools (prints the standard table); keys in STAT_NAMES.
+    """COCO keypoint AP/AR of results with pycocotools keys in STAT_NAMES (`coco_table` prints them).
 
     Predictions whose keypoint scores are all <= 0 are dropped first, as xtcocotools (used by mmpose)
     did. ``sigmas`` sets ``params.kpt_oks_sigmas`` for custom keypoint sets (default: COCO's 17).
@@ -121,7 +123,22 @@ def coco_keypoint_eval(ann_file_or_coco, results, sigmas=None):
     coco_eval = COCOeval(gt, gt.loadRes(kept), 'keypoints')
     if sigmas is not None:
         coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-    coco_eval.evaluate()
-    coco_eval.accumulate()
-    coco_eval.summarize()
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints; coco_table gives its table
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
     return {name: float(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
+
+
+def coco_table(metrics):
+    """COCOeval's standard keypoint table (the ten AP/AR lines pycocotools prints) of coco_keypoint_eval's metrics."""
+    rows = []
+    for name in STAT_NAMES:
+        recall = name.startswith('AR')
+        kind = 'Average Recall' if recall else 'Average Precision'
+        suffix = name[2:]
+        iou = {'50': '0.50', '75': '0.75'}.get(suffix, '0.50:0.95')
+        area = {'m': 'medium', 'l': 'large'}.get(suffix, 'all')
+        rows.append(f" {kind:<18} {'(AR)' if recall else '(AP)'} @[ IoU={iou:<9} | area={area:>6s} | "
+                    f"maxDets={20:>3d} ] = {metrics[name]:0.3f}")
+    return '\n'.join(rows)

@@ -5,7 +5,7 @@ and 'area' (the padded box area: scale x 200 in both directions, as mmpose 0.13 
 """
 import numpy as np
 
-from ..data.keypoints import COCO_17
+from ..keypoints import COCO_17
 
 COCO_SIGMAS = COCO_17.sigmas
 

@@ -36,8 +36,10 @@ Units: ``official_flops_m`` = official_flops / 2**20 and ``macs_m`` = macs / 10*
 All ten published figures (``PUBLISHED_FLOPS_M``) are reproduced to the printed digit.
 """
 from .configs import canonical_model_type, get_config, validate_config
+from .hrnet_config import (BLOCK_EXPANSION, HEAD_CONCAT, HEAD_FULL_RESOLUTION, branch_channels, input_multiple,
+                           is_hrnet_config, validate_hrnet_config)
+from .inputs import INPUT_MULTIPLE, check_input_size, parse_input_size
 
-STRIDE = 32  # the same constraint PoseNet checks: height and width are multiples of 32
 
 OFFICIAL_FLOPS_UNIT = 2 ** 20  # torchstat's "M" (binary, as the official repo prints it)
 MACS_UNIT = 10 ** 6
@@ -266,17 +268,10 @@ def _resolve_config(model_type_or_config):
     return get_config(name), name
 
 
-def parse_input_hw(input_hw):
-    """(H, W) from a pair or a 'HxW' string, checked against the network's stride."""
-    if isinstance(input_hw, str):
-        parts = input_hw.lower().split("x")
-        if len(parts) != 2:
-            raise ValueError(f"input size '{input_hw}' must be written HxW, e.g. 256x192")
-        input_hw = parts
-    h, w = (int(v) for v in input_hw)
-    if h <= 0 or w <= 0 or h % STRIDE or w % STRIDE:
-        raise ValueError(f"input size {h}x{w} (HxW) is not supported: Lite-HRNet needs height and width that "
-                         f"are positive multiples of {STRIDE} (e.g. 256x192, 384x288, 256x256)")
+def parse_input_hw(input_hw, multiple=INPUT_MULTIPLE, model="Lite-HRNet"):
+    """(H, W) from a pair or a 'HxW' string, checked against the network's input-size rule (``multiple``)."""
+    h, w = parse_input_size(input_hw)
+    check_input_size(h, w, multiple, model)
     return h, w
 
 
@@ -289,9 +284,11 @@ def model_complexity(model_type_or_config, input_hw=(256, 192), num_joints=17, p
     out_shape, params, macs, official_flops, calls) when asked for, else None.
     """
     config, name = _resolve_config(model_type_or_config)
-    h, w = parse_input_hw(input_hw)
     if int(num_joints) < 1:
         raise ValueError(f"num_joints must be >= 1, got {num_joints}")
+    if is_hrnet_config(config):
+        return _hrnet_complexity(config, name, input_hw, int(num_joints), per_layer)
+    h, w = parse_input_hw(input_hw)
     wk = _Walker()
     shapes = [_stem(wk, (3, h, w), config["stem_channels"])]
     for s, stage in enumerate(config["stages"]):
@@ -325,13 +322,14 @@ def real_param_sizes(model_type_or_config, num_joints=17):
     """
     import mindspore
 
+    from .hrnet import HRNetPoseNet
     from .litehrnet import PoseNet
 
     config, name = _resolve_config(model_type_or_config)
     mode = mindspore.get_context("mode")
     mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
     try:
-        net = PoseNet(config, int(num_joints), model_type=name)
+        net = (HRNetPoseNet if is_hrnet_config(config) else PoseNet)(config, int(num_joints), model_type=name)
         return {p.name: int(p.size) for p in net.trainable_params()}
     finally:
         mindspore.set_context(mode=mode)
@@ -348,3 +346,112 @@ def verify_params(model_type_or_config, num_joints=17):
     mismatches = sorted(k for k in set(analytic) | set(real) if analytic.get(k) != real.get(k))
     a, r = sum(analytic.values()), sum(real.values())
     return dict(analytic=a, real=r, ok=(a == r and not mismatches), mismatches=mismatches)
+
+
+# ---- HRNet (official pose HRNet, light_hrnet, custom HRNet configs) ---------------------------------
+# The official counter (lib/utils/utils.py get_model_summary) counts prod(weight.shape) * output pixels
+# per convolution: the true MACs without bias, BN, ReLU or upsampling. The official README's "GFLOPs"
+# are these MACs / 2**30, so for HRNet ``official_flops`` = ``macs``.
+
+PUBLISHED_HRNET_GFLOPS = {  # official README "GFLOPs" (2**30 MACs), COCO 17 joints
+    ("hrnet_w32", (256, 192), 17): 7.1, ("hrnet_w32", (384, 288), 17): 16.0,
+    ("hrnet_w48", (256, 192), 17): 14.6, ("hrnet_w48", (384, 288), 17): 32.9,
+}
+PUBLISHED_HRNET_PARAMS = {("hrnet_w32", 17): 28_536_113, ("hrnet_w48", 17): 63_595_745, ("hrnet_w32", 16): 28_536_080,
+                          ("hrnet_w48", 16): 63_595_696}
+GFLOPS_UNIT = 2 ** 30
+
+
+def _hr_conv_bn(wk, name, shape, out_channels, kernel=3, stride=1, relu=True, conv="0", bn="1"):
+    shape = wk.conv(f"{name}.{conv}", shape, out_channels, kernel, stride)
+    shape = wk.bn(f"{name}.{bn}", shape)
+    if relu:
+        wk.relu(f"{name}.relu", shape)
+    return shape
+
+
+def _hr_block(wk, name, shape, block, planes):
+    out = planes * BLOCK_EXPANSION[block]
+    if shape[0] != out:
+        _hr_conv_bn(wk, f"{name}.downsample", shape, out, 1, relu=False)
+    x = _hr_conv_bn(wk, name, shape, planes, 1 if block == "bottleneck" else 3, conv="conv1", bn="bn1")
+    x = _hr_conv_bn(wk, name, x, planes if block == "bottleneck" else out, 3, conv="conv2", bn="bn2",
+                    relu=block == "bottleneck")
+    if block == "bottleneck":
+        x = _hr_conv_bn(wk, name, x, out, 1, conv="conv3", bn="bn3", relu=False)
+    return wk.relu(f"{name}.relu", x)
+
+
+def _hr_module(wk, name, shapes, stage, outputs):
+    expansion = BLOCK_EXPANSION[stage["block"]]
+    shapes = list(shapes)
+    for b, n in enumerate(stage["num_blocks"]):
+        for k in range(n):
+            shapes[b] = _hr_block(wk, f"{name}.branches.{b}.{k}", shapes[b], stage["block"], shapes[b][0] // expansion)
+    if len(shapes) == 1:
+        return shapes
+    for i in range(outputs):
+        for j in range(len(shapes)):
+            fname = f"{name}.fuse_layers.{i}.{j}"
+            if j > i:
+                up = _hr_conv_bn(wk, fname, shapes[j], shapes[i][0], 1, relu=False)
+                wk.upsample(f"{fname}.upsample", up, 2 ** (j - i))
+            elif j < i:
+                shape = shapes[j]
+                for k in range(i - j):
+                    last = k == i - j - 1
+                    shape = _hr_conv_bn(wk, f"{fname}.{k}", shape, shapes[i][0] if last else shape[0], 3, 2,
+                                        relu=not last)
+        wk.relu(f"{name}.relu[{i}]", shapes[i])
+    return shapes[:outputs]
+
+
+def _hr_transition(wk, name, shapes, widths):
+    out = []
+    for i, cur in enumerate(widths):
+        if i < len(shapes):
+            out.append(shapes[i] if cur == shapes[i][0] else _hr_conv_bn(wk, f"{name}.{i}", shapes[i], cur))
+        else:
+            shape = shapes[-1]
+            steps = i + 1 - len(shapes)
+            for k in range(steps):
+                shape = _hr_conv_bn(wk, f"{name}.{i}.{k}", shape, cur if k == steps - 1 else shape[0], 3, 2)
+            out.append(shape)
+    return out
+
+
+def _hrnet_complexity(config, name, input_hw, num_joints, per_layer):
+    """model_complexity for an HRNet config: walks HRNetPoseNet's layers with their parameter names."""
+    config = validate_hrnet_config(config)
+    h, w = parse_input_hw(input_hw, input_multiple(config), "this HRNet")
+    wk = _Walker()
+    stem = config["stem_channels"]
+    shape = _hr_conv_bn(wk, "backbone", (config["n_channels_in"], h, w), stem, 3, 2, conv="conv1", bn="bn1")
+    if config["stem_convs"] == 2:
+        shape = _hr_conv_bn(wk, "backbone", shape, stem, 3, 2, conv="conv2", bn="bn2")
+    first = config["stages"][0]
+    for k in range(first["num_blocks"][0]):
+        shape = _hr_block(wk, f"backbone.layer1.{k}", shape, first["block"], first["num_channels"][0])
+    shapes = [shape]
+    head = config["head"]
+    widths = branch_channels(config)
+    for s, stage in enumerate(config["stages"][1:], start=2):
+        shapes = _hr_transition(wk, f"backbone.transition{s - 1}", shapes, widths[s - 1])
+        for m in range(stage["num_modules"]):
+            last = s == len(config["stages"]) and m == stage["num_modules"] - 1
+            outputs = 1 if last and head["type"] != HEAD_CONCAT else len(shapes)
+            shapes = _hr_module(wk, f"backbone.stage{s}.{m}", shapes, stage, outputs)
+    kernel = head["final_conv_kernel"]
+    if head["type"] == HEAD_CONCAT:
+        top = (sum(c for c, _, _ in shapes),) + shapes[0][1:]
+        wk.conv("keypoint_head.final_layer", top, num_joints, kernel, bias=True)
+    elif head["type"] == HEAD_FULL_RESOLUTION:
+        top = _hr_conv_bn(wk, "keypoint_head.conv_layers", shapes[0], head.get("channels") or shapes[0][0])
+        wk.conv("keypoint_head.final_layer", top, num_joints, kernel, bias=True)
+    else:
+        wk.conv("keypoint_head.final_layer", shapes[0], num_joints, kernel, bias=True)
+    params = sum(r["params"] for r in wk.layers)
+    macs = sum(r["macs"] for r in wk.layers)
+    return dict(model_type=name, input_hw=(h, w), num_joints=num_joints, params=params, macs=macs,
+                macs_m=macs / MACS_UNIT, official_flops=macs, official_flops_m=macs / OFFICIAL_FLOPS_UNIT,
+                per_layer=wk.layers if per_layer else None)

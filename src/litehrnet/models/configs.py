@@ -4,9 +4,11 @@ A config has the stem width, then one entry per stage with its number of modules
 branches, blocks per module, widths per branch, module type ("lite" = conditional
 channel weighting, "naive" = naive shuffle) and the reduce ratio of the
 cross-resolution weighting. Adding a variant (or a custom width/depth, see the
-README) is adding a dict here or passing one to ``create_model(config=...)``.
+README) is adding a dict here, or passing one (or a .json/.yaml file) as ``create_model(model_type)``.
 """
 import copy
+
+from .hrnet_config import HRNET_CONFIGS, is_hrnet_config, validate_hrnet_config
 
 LITE = "lite"    # conditional channel weighting blocks (Lite-HRNet-18/30)
 NAIVE = "naive"  # naive shuffle blocks (naive / wider-naive Lite-HRNet)
@@ -47,19 +49,22 @@ def canonical_model_type(model_type):
     """Return the canonical name of ``model_type`` (aliases accepted) or raise listing the valid ones."""
     name = str(model_type).strip().lower()
     name = ALIASES.get(name, name)
-    if name not in MODEL_CONFIGS:
-        valid = ", ".join(list(MODEL_CONFIGS) + [f"{a} (= {c})" for a, c in ALIASES.items()])
+    if name not in MODEL_CONFIGS and name not in HRNET_CONFIGS:
+        valid = ", ".join(list(MODEL_CONFIGS) + list(HRNET_CONFIGS) + [f"{a} (= {c})" for a, c in ALIASES.items()])
         raise ModelTypeError(f"unknown model type '{model_type}'; valid model types: {valid}")
     return name
 
 
 def get_config(model_type):
     """A deep copy of the architecture config for ``model_type``."""
-    return copy.deepcopy(MODEL_CONFIGS[canonical_model_type(model_type)])
+    name = canonical_model_type(model_type)
+    return copy.deepcopy(HRNET_CONFIGS[name] if name in HRNET_CONFIGS else MODEL_CONFIGS[name])
 
 
 def validate_config(config):
     """Check a (possibly user-written) architecture config and return a normalised copy."""
+    if is_hrnet_config(config):  # family: hrnet (see hrnet_config.py)
+        return validate_hrnet_config(config)
     cfg = copy.deepcopy(config)
     if not isinstance(cfg, dict) or "stages" not in cfg:
         raise ModelTypeError("an architecture config is a dict with 'stem_channels' and 'stages'")

@@ -5,11 +5,11 @@ PYNATIVE) through oneDNN's reference kernel, which dominates Lite-HRNet's run ti
 returns drop-in cells that compute exactly the same function, own the same ``weight`` (and ``bias``)
 Parameters with the same shapes and initialisation, and support autodiff:
 
-* ``aot`` backend (default when it builds): small C++ kernels (``fast_kernels.cc`` beside this file),
-  compiled at run time with g++ into a per-user cache and run as ``ops.Custom(func_type="aot")``
-  operators with their own backward kernels, on a persistent worker pool. Depthwise 3x3 (stride 1 or 2) is computed directly; a dense 3x3 conv (the
-  stem) is im2col (C++) followed by a MatMul. The library is checked against numpy with ctypes
-  before it is used; when g++ is missing, the build or the check fails, or
+* ``aot`` backend (default when it builds): small C++ kernels (``fast_kernels.cc`` beside this file,
+  built and checked by ``kernel_build.py``) run as ``ops.Custom(func_type="aot")`` operators with
+  their own backward kernels, on a persistent worker pool. Depthwise 3x3 (stride 1 or 2) is computed
+  directly; a dense 3x3 conv (the stem) is im2col (C++) followed by a MatMul. The library is checked
+  against numpy with ctypes before it is used; when g++ is missing, the build or the check fails, or
   ``LITEHRNET_FAST_CONV_BACKEND=matmul`` is set, the ``matmul`` backend is used instead.
 * ``matmul`` backend (pure MindSpore ops, no compiler): the 3x3 window is gathered with fixed 0/1
   shift/selection matrices built with numpy from the static input shape, and the weight enters through
@@ -31,236 +31,14 @@ C++ kernels may use (default: the CPUs this process may run on).
 The Custom operators cannot be exported (MindIR/ONNX); export with the 'native' implementation, whose
 checkpoints are interchangeable with these cells'.
 """
-import ctypes
 import functools
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
 
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import Normal, initializer
 
-_LOG = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "aot", "matmul")
-_BACKEND_ENV = "LITEHRNET_FAST_CONV_BACKEND"
-_CACHE_ENV = "LITEHRNET_FAST_CONV_CACHE"
-
-# The kernels (C++ beside this file), compiled at run time (see kernel_library()).
-_CPP_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_kernels.cc")
-
-
-# ----------------------------------------------------------------------------------------------
-# Building and checking the kernel library
-# ----------------------------------------------------------------------------------------------
-
-_KERNEL_NAMES = tuple(f"{op}S{s}" for op in ("DwFwd", "DwBwdInput", "DwBwdWeight", "Im2Col", "Col2Im")
-                      for s in (1, 2)) + ("UpAdd", "UpMul", "UpAddGrad", "UpMulGrad")
-_CXX_FLAG_SETS = (("-O3", "-march=native"), ("-O3",))
-_library = {}
-_library_lock = threading.Lock()
-
-
-def _cpu_signature():
-    """What -march=native depends on, so a shared cache never hands a library to another CPU."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    return platform.processor() + platform.machine()
-
-
-def _cache_dirs():
-    """Candidate directories for the library, most specific first."""
-    if os.environ.get(_CACHE_ENV):
-        yield os.environ[_CACHE_ENV]
-    if os.environ.get("MS_CUSTOM_AOT_WHITE_LIST"):  # MindSpore only loads Custom libraries from below it
-        yield os.path.join(os.environ["MS_CUSTOM_AOT_WHITE_LIST"], "litehrnet_mindspore")
-    home = os.path.expanduser("~")
-    if home != "~":
-        yield os.path.join(home, ".cache", "litehrnet_mindspore")
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    yield os.path.join(tempfile.gettempdir(), f"litehrnet_mindspore_{uid}")
-
-
-@functools.lru_cache(maxsize=None)
-def _cpp_source():
-    with open(_CPP_PATH, encoding="utf-8") as f:
-        return f.read()
-
-
-class _CompileError(RuntimeError):
-    """The compiler rejected the source with the given flags."""
-
-
-def _compile(cxx, flags, path):
-    """Compile into a private temporary name, then rename: concurrent builders never see half a file."""
-    tag = f"{os.getpid()}_{threading.get_ident()}"
-    src, tmp = f"{path}.{tag}.cc", f"{path}.{tag}.tmp"
-    try:
-        with open(src, "w", encoding="utf-8") as f:
-            f.write(_cpp_source())
-        cmd = [cxx, *flags, "-std=c++17", "-shared", "-fPIC", "-pthread", "-o", tmp, src]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-        if proc.returncode != 0:
-            raise _CompileError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-1000:]}")
-        os.replace(tmp, path)
-    finally:
-        for leftover in (src, tmp):
-            if os.path.exists(leftover):
-                os.remove(leftover)
-
-
-def _call_kernel(lib, name, inputs, out_shape):
-    """Run one kernel through the Custom-op calling convention with numpy arrays (for the self-check)."""
-    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs] + [np.full(out_shape, np.nan, np.float32)]
-    n = len(arrays)
-    i64p = ctypes.POINTER(ctypes.c_int64)
-    shape_bufs = [(ctypes.c_int64 * a.ndim)(*a.shape) for a in arrays]
-    fn = getattr(lib, name)
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int),
-                   ctypes.POINTER(i64p), ctypes.POINTER(ctypes.c_char_p), ctypes.c_void_p, ctypes.c_void_p]
-    status = fn(n, (ctypes.c_void_p * n)(*[a.ctypes.data for a in arrays]),
-                (ctypes.c_int * n)(*[a.ndim for a in arrays]),
-                (i64p * n)(*[ctypes.cast(s, i64p) for s in shape_bufs]),
-                (ctypes.c_char_p * n)(*([b"float32"] * n)), None, None)
-    if status != 0:
-        raise RuntimeError(f"{name} returned {status}")
-    return arrays[-1]
-
-
-def _windows(x, stride):
-    """numpy reference: the 9 strided 3x3 taps of x padded by 1, as a (.., 3, 3, Ho, Wo) view list."""
-    h, w = x.shape[-2:]
-    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    xp = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)])
-    return [[xp[..., di:di + stride * (ho - 1) + 1:stride, dj:dj + stride * (wo - 1) + 1:stride] for dj in range(3)]
-            for di in range(3)], xp.shape
-
-
-def _self_check(path):
-    """Compare every kernel with numpy on a few shapes (odd/even, both strides, multi-threaded sizes)."""
-    lib = ctypes.CDLL(path)
-    missing = [name for name in _KERNEL_NAMES if not hasattr(lib, name)]
-    if missing:
-        raise RuntimeError(f"kernels missing from the library: {missing}")
-    rng = np.random.default_rng(0)
-    for (n, c, h, w) in ((2, 3, 5, 6), (1, 2, 1, 1), (2, 8, 40, 37)):
-        for s in (1, 2):
-            x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-            k = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
-            taps, pshape = _windows(x.astype(np.float64), s)
-            ho, wo = taps[0][0].shape[-2:]
-            g = rng.standard_normal((n, c, ho, wo)).astype(np.float32)
-            y = sum(k[None, :, 0, di, dj, None, None] * taps[di][dj] for di in range(3) for dj in range(3))
-            gp = np.zeros(pshape)
-            for di in range(3):
-                for dj in range(3):
-                    tap = (..., slice(di, di + s * (ho - 1) + 1, s), slice(dj, dj + s * (wo - 1) + 1, s))
-                    gp[tap] += k[None, :, 0, di, dj, None, None] * g
-            dx = gp[..., 1:h + 1, 1:w + 1]
-            dk = np.array([[(g * taps[di][dj]).sum(axis=(0, 2, 3)) for dj in range(3)] for di in range(3)])
-            dk = dk.transpose(2, 0, 1)[:, None]
-            cols = np.stack([taps[di][dj] for di in range(3) for dj in range(3)], axis=2).reshape(n, c * 9, ho * wo)
-            gcols = rng.standard_normal(cols.shape).astype(np.float32)
-            gp = np.zeros(pshape)
-            g9 = gcols.reshape(n, c, 3, 3, ho, wo)
-            for di in range(3):
-                for dj in range(3):
-                    gp[..., di:di + s * (ho - 1) + 1:s, dj:dj + s * (wo - 1) + 1:s] += g9[:, :, di, dj]
-            checks = (
-                (f"DwFwdS{s}", (x, k), y),
-                (f"DwBwdInputS{s}", (g, k, x), dx),
-                (f"DwBwdWeightS{s}", (x, g), dk),
-                (f"Im2ColS{s}", (x,), cols),
-                (f"Col2ImS{s}", (gcols, x), gp[..., 1:h + 1, 1:w + 1]),
-            )
-            for name, inputs, ref in checks + _upsample_checks(rng, n, c, h, w, factor=s + 1):
-                out = _call_kernel(lib, name, inputs, ref.shape)
-                if not np.allclose(out, ref, rtol=1e-4, atol=1e-4 * (1.0 + np.abs(ref).max())):
-                    raise RuntimeError(f"{name} disagrees with numpy on {(n, c, h, w)}")
-
-
-def _upsample_checks(rng, n, c, h, w, factor):
-    """(kernel, inputs, numpy answer) of the fused nearest-upsampling kernels, z of shape (n, c, h, w)."""
-    z = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    y, g = rng.standard_normal((2, n, c, h * factor, w * factor)).astype(np.float32)
-    up = z.repeat(factor, axis=2).repeat(factor, axis=3)
-
-    def block_sum(a):
-        return a.reshape(n, c, h, factor, w, factor).sum(axis=(3, 5), dtype=np.float64)
-
-    s = rng.standard_normal((n, c, 1, 1)).astype(np.float32)  # whole-channel scaling: factors (H, W)
-    return (("UpAdd", (y, z), y + up), ("UpMul", (y, z), y * up),
-            ("UpAddGrad", (g, z), block_sum(g)), ("UpMulGrad", (g, y, z), block_sum(g * y)),
-            ("UpMul", (y, s), y * s), ("UpMulGrad", (g, y, s), (g * y).sum(axis=(2, 3), keepdims=True)))
-
-
-def kernel_library():
-    """Path of the compiled and checked kernel library, or None (with the reason logged) if unavailable."""
-    with _library_lock:
-        if "path" not in _library:
-            _library["path"], _library["error"] = _build_library()
-            if _library["path"] is None:
-                _LOG.warning("fast_conv: C++ kernels unavailable (%s); using the matmul formulation",
-                             _library["error"])
-        return _library["path"]
-
-
-def _build_library():
-    """(path, None) for a compiled library that passed the self-check, else (None, the reasons)."""
-    if platform.system() != "Linux":
-        return None, "MindSpore Custom aot operators need Linux"
-    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if not cxx:
-        return None, "no C++ compiler (g++) found"
-    white_list = os.environ.get("MS_CUSTOM_AOT_WHITE_LIST")
-    errors = []
-    for flags in _CXX_FLAG_SETS:
-        key = hashlib.sha256("\0".join([_cpp_source(), cxx, *flags, _cpu_signature()]).encode()).hexdigest()[:16]
-        for directory in _cache_dirs():
-            path = os.path.join(os.path.abspath(directory), f"fast_conv_{key}.so")
-            if white_list and os.path.commonpath([os.path.realpath(path), os.path.realpath(white_list)]) \
-                    != os.path.realpath(white_list):
-                errors.append(f"{path} is outside MS_CUSTOM_AOT_WHITE_LIST")
-                continue
-            try:
-                if not os.path.exists(path):
-                    os.makedirs(directory, exist_ok=True)
-                    _compile(cxx, flags, path)
-                _self_check(path)
-                return path, None
-            except _CompileError as exc:
-                errors.append(str(exc))
-                break  # these flags are rejected: try the next set, not another directory
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                errors.append(f"{path}: {exc}")
-    return None, "; ".join(errors)
-
-
-def _resolve_backend(backend=None):
-    backend = backend or os.environ.get(_BACKEND_ENV, "auto").strip().lower() or "auto"
-    if backend not in BACKENDS:
-        raise ValueError(f"fast conv backend must be one of {BACKENDS}, got '{backend}'")
-    if backend == "matmul":
-        return "matmul"
-    if kernel_library() is not None:
-        return "aot"
-    if backend == "aot":
-        raise RuntimeError(f"fast conv backend 'aot' requested but unavailable: {_library['error']}")
-    return "matmul"
-
+from .kernel_build import BACKENDS, kernel_library, resolve_backend  # noqa: F401 (BACKENDS: the choices)
 
 # ----------------------------------------------------------------------------------------------
 # Custom operators (one set per library and stride, shared by all cells)
@@ -325,7 +103,7 @@ def _upsample_aot_ops(lib):
 
 def upsample_ops(backend=None):
     """(add, mul) fused nearest-upsample-and-combine operators of the C++ backend, or None (matmul backend)."""
-    if _resolve_backend(backend) != "aot":
+    if resolve_backend(backend) != "aot":
         return None
     return _upsample_aot_ops(kernel_library())
 
@@ -482,7 +260,7 @@ def fast_conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, has_
     depthwise = groups == in_channels == out_channels
     if not depthwise and groups != 1:
         return None
-    if _resolve_backend(backend) == "aot":
+    if resolve_backend(backend) == "aot":
         if depthwise:
             return DepthwiseConv3x3Aot(in_channels, stride, has_bias)
         return DenseConv3x3Aot(in_channels, out_channels, stride, has_bias)

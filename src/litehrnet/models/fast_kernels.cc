@@ -23,6 +23,8 @@
 
 namespace {
 
+// ---- the worker pool (threads: LITEHRNET_CONV_THREADS, else the CPUs this process may use) --------
+
 // Denormal inputs or products (deep stacks of small weights, tiny gradients) slow x86 arithmetic down
 // by orders of magnitude; flush them to zero while a kernel runs, then restore the caller's mode.
 struct FlushDenormals {
@@ -149,6 +151,8 @@ void parallel_for(int64_t items, int64_t work, F f) {
   }
   f(0, items);
 }
+
+// ---- shared helpers of the kernels -------------------------------------------------------------
 
 inline bool is_f32(const char *d) { return std::strcmp(d, "float32") == 0 || std::strcmp(d, "float") == 0; }
 

@@ -182,3 +182,27 @@ def upsample_bilinear_align_corners(x, size):
     rows = Tensor(bilinear_matrix(h_in, size[0])).astype(x.dtype)  # float16 under mixed precision
     cols = Tensor(bilinear_matrix(w_in, size[1]).T).astype(x.dtype)
     return ops.matmul(ops.matmul(rows, x), cols)
+
+
+def bilinear_half_pixel_matrix(n_in, n_out):
+    """(n_out, n_in) matrix of bilinear align_corners=False weights along one axis (PyTorch's rule).
+
+    Output i samples source (i + 0.5) * n_in / n_out - 0.5, clamped below at 0; the upper neighbour
+    is clamped to the last input.
+    """
+    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * n_in / n_out - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = src - i0
+    m = np.zeros((n_out, n_in), np.float64)
+    rows = np.arange(n_out)
+    np.add.at(m, (rows, i0), 1.0 - frac)
+    np.add.at(m, (rows, i1), frac)
+    return m.astype(np.float32)
+
+
+def upsample_bilinear(x, size):
+    """Bilinear align_corners=False resize to ``size`` = (h, w) as two fixed matrix products (exportable)."""
+    rows = Tensor(bilinear_half_pixel_matrix(x.shape[2], size[0])).astype(x.dtype)
+    cols = Tensor(bilinear_half_pixel_matrix(x.shape[3], size[1]).T).astype(x.dtype)
+    return ops.matmul(ops.matmul(rows, x), cols)

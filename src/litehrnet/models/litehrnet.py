@@ -3,18 +3,8 @@ from mindspore import nn
 from mindspore.common.initializer import Normal
 
 from .blocks import IterativeHead, LiteHRModule, Stem
+from .inputs import INPUT_MULTIPLE, check_input_size
 from .layers import depthwise_pointwise
-
-STRIDE = 32  # input height and width must be multiples of this
-
-
-def check_input_size(height, width):
-    """Refuse sizes the multi-resolution branches cannot represent, before MindSpore fails deep inside."""
-    if height % STRIDE or width % STRIDE or height <= 0 or width <= 0:
-        raise ValueError(
-            f"input size {height}x{width} (HxW) is not supported: Lite-HRNet needs height and width that "
-            f"are positive multiples of {STRIDE} (e.g. 256x192, 384x288, 256x256)")
-
 
 def _transition(pre_channels, cur_channels):
     """Transition into a stage: width changes on existing branches, one new lower-resolution branch."""
@@ -102,14 +92,18 @@ class KeypointHead(nn.Cell):
 class PoseNet(nn.Cell):
     """Top-down pose network: (N, 3, H, W) float32 images to (N, K, H/4, W/4) heatmaps."""
 
+    input_multiple = INPUT_MULTIPLE
+
     def __init__(self, config, num_joints=17, model_type=None):
         super().__init__()
         self.model_type = model_type
         self.config = config
         self.num_joints = num_joints
-        self.backbone = LiteHRNet(config)
+        self.input_multiple = INPUT_MULTIPLE
+        self.output_stride = 4
+        self.backbone = LiteHRNet(config, in_channels=config.get("n_channels_in", 3))
         self.keypoint_head = KeypointHead(self.backbone.out_channels, num_joints)
 
     def construct(self, x):
-        check_input_size(x.shape[2], x.shape[3])
+        check_input_size(x.shape[2], x.shape[3], self.input_multiple)
         return self.keypoint_head(self.backbone(x))

@@ -1,4 +1,4 @@
-"""create_model / list_models and the published checkpoints (URL, input size, joints, sha256)."""
+"""create_model / list_models, the published checkpoints (URL, input size, joints, sha256) and load_checkpoint."""
 import json
 import os
 from dataclasses import dataclass
@@ -7,9 +7,17 @@ from pathlib import Path
 import mindspore as ms
 import yaml
 
+from ..checkpoint.download import download, url_cache_dir
+from ..checkpoint.io import read_checkpoint, read_tensors
+from ..errors import CheckpointError
 from .configs import MODEL_CONFIGS, ModelTypeError, canonical_model_type, get_config, validate_config
+from .hrnet import HRNetPoseNet
+from .hrnet_config import HRNET_CONFIGS, apply_overrides, is_hrnet_config
+from .hrnet_config import input_multiple as hrnet_input_multiple
+from .inputs import check_input_size as check_size
 from .layers import conv_implementation
 from .litehrnet import PoseNet
+from .weights import load_weights
 
 BASE_URL = "https://download.mindspore.cn/vision/litehrnet/ckpts/"
 MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
@@ -132,7 +140,13 @@ PRETRAINED_ALIASES = {
 
 def list_models():
     """Canonical model type names (aliases of the earlier port are accepted everywhere too)."""
-    return list(MODEL_CONFIGS)
+    return list(MODEL_CONFIGS) + list(HRNET_CONFIGS)
+
+
+def input_multiple(model_type):
+    """What input height and width must be multiples of for ``model_type`` (a name, config or file)."""
+    _, config = _resolve_config(model_type)
+    return hrnet_input_multiple(config) if is_hrnet_config(config) else PoseNet.input_multiple
 
 
 def list_pretrained():
@@ -169,7 +183,6 @@ def resolve_checkpoint(path_or_name, ckpt_dir=None):
     A published file that cannot be downloaded (the official HRNet ones) is taken from the checkpoint
     folder when it was put there; otherwise the error says where to get it and how to pass it.
     """
-    from ..checkpoint.io import CheckpointError, read_tensors
     ref = os.fspath(path_or_name)
     if os.path.isfile(ref):
         return ref
@@ -187,12 +200,19 @@ def resolve_checkpoint(path_or_name, ckpt_dir=None):
                               f"(or put it at {local})"
                               + (f"; downloadable instead: {alternative}" if alternative else ""))
     if entry is not None or ref.startswith(("http://", "https://")):
-        from ..checkpoint.download import download, url_cache_dir
         if entry is not None:
             return download(entry.url, folder, sha256=entry.sha256, validate=read_tensors)
         return download(ref, url_cache_dir(folder, ref), validate=read_tensors)
     raise CheckpointError(f"{ref}: no such file, and not a published checkpoint name or URL "
                           f"(published: {', '.join(PUBLISHED)}; aliases: {', '.join(PRETRAINED_ALIASES)})")
+
+
+def load_checkpoint(net, path_or_name, reset_head=False, verbose=True):
+    """Load a checkpoint (a file, or a published name / URL that is downloaded) into ``net``, strictly."""
+    path = resolve_checkpoint(path_or_name)
+    weights, _, _ = read_checkpoint(path)
+    load_weights(net, weights, source=path, reset_head=reset_head, verbose=verbose)
+    return net
 
 
 def load_config_file(path):
@@ -232,13 +252,25 @@ def _resolve_config(model_type):
     return name, get_config(name)
 
 
+def model_family(model_type):
+    """The network class a model type builds (each family states its own input-size rule)."""
+    _, config = _resolve_config(model_type)
+    return HRNetPoseNet if is_hrnet_config(config) else PoseNet
+
+
+def check_input_size(model_type, height, width):
+    """One-line ValueError when the model type cannot take (height, width) input (its family's multiple)."""
+    family = "this HRNet" if model_family(model_type) is HRNetPoseNet else "Lite-HRNet"
+    check_size(height, width, input_multiple(model_type), family)
+
+
 def default_conv_impl():
     """'fast' on CPU (MindSpore's 3x3 CPU convolutions use a slow reference kernel), else 'native'."""
     return "fast" if ms.get_context("device_target") == "CPU" else "native"
 
 
 def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv_impl="auto",
-                 reset_head=False):
+                 reset_head=False, **overrides):
     """Build a Lite-HRNet pose network and optionally load weights.
 
     model_type: a name from ``list_models()`` (or an alias such as ``lite_18``), an
@@ -246,14 +278,23 @@ def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv
     file, a published checkpoint name (``list_pretrained()``) or a URL. conv_impl: 'auto'
     (fast on CPU), 'fast' or 'native'; both compute the same function with the same
     parameter names. reset_head: when the checkpoint has another joint count, keep the
-    fresh final layer instead of failing (fine-tuning on a new keypoint set).
+    fresh final layer instead of failing (fine-tuning on a new keypoint set). overrides: config
+    settings, e.g. ``create_model('light_hrnet', n_channels=64, num_stages=2, num_branches=2,
+    num_blocks=2, n_channels_in=1)``; ``n_channels_in`` (image channels) applies to every family.
     """
     name, config = _resolve_config(model_type)
+    if is_hrnet_config(config):
+        config = apply_overrides(name, config, overrides)
+    elif overrides:
+        extra = {k: v for k, v in overrides.items() if k != "n_channels_in"}
+        if extra:
+            raise ModelTypeError(f"unknown model settings for {name}: {', '.join(sorted(extra))}")
+        config = dict(config, n_channels_in=overrides["n_channels_in"])
     impl = default_conv_impl() if conv_impl == "auto" else conv_impl
     with conv_implementation(impl):
-        net = PoseNet(config, num_joints=num_joints, model_type=name)
+        cls = HRNetPoseNet if is_hrnet_config(config) else PoseNet
+        net = cls(config, num_joints=num_joints, model_type=name)
     net.conv_impl = impl
     if pretrained:
-        from ..checkpoint.io import load_checkpoint
         load_checkpoint(net, pretrained, reset_head=reset_head)
     return net

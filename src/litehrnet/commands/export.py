@@ -1,0 +1,49 @@
+"""Export a Lite-HRNet checkpoint to MINDIR or ONNX, optionally with the flip test inside (the command line: src/export.py, litehrnet-export).
+
+    python src/export.py --model_type litehrnet_18 --target_res 256x192 --checkpoint litehrnet_18_coco_256x192 \\
+        --file_format ONNX --batch_size 1 --output output/litehrnet_18.onnx [--flip_test true]
+
+The model maps (batch_size, 3, H, W) float32 crops (ImageNet-normalised RGB, as `preprocess` makes
+them) to (batch_size, K, H/4, W/4) heatmaps; with --flip_test true it also runs the mirrored crops
+and averages exactly as the predictor's flip test. The file is written under a temporary name and
+renamed; `<output>.json` beside it describes it for src/infer.py (--backend mindir|onnx --model).
+Bad input exits with code 2 and one line on stderr.
+"""
+from . import program_name
+from ..cli import ArgParser, resolution, run_main, str2bool
+from ..device import DEVICES, set_device
+from ..exporting import SUFFIXES, export_network
+from ..keypoints import get_keypoint_info
+from ..models.registry import check_input_size, create_model
+
+
+def parse_args(argv=None, prog='export.py'):
+    p = ArgParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument('--model_type', default='litehrnet_18', help='model type (or alias, or architecture .json/.yaml)')
+    p.add_argument('--target_res', type=resolution, default=(256, 192), help='input HxW (default 256x192)')
+    p.add_argument('--checkpoint', required=True, help='checkpoint file (any supported format) or published name')
+    p.add_argument('--keypoints', default='coco', help='keypoint set: coco, mpii, or a COCO-format annotation json')
+    p.add_argument('--file_format', type=str.upper, choices=tuple(SUFFIXES), default='MINDIR')
+    p.add_argument('--batch_size', type=int, default=1, help='the fixed batch size of the exported model')
+    p.add_argument('--output', required=True, help='model file (the format\'s suffix is added when missing)')
+    p.add_argument('--flip_test', type=str2bool, default=False, metavar='true|false',
+                   help='fold the flip test into the model (default false)')
+    p.add_argument('--device_target', choices=DEVICES, default='CPU')
+    return p.parse_args(argv)
+
+
+def run(args):
+    check_input_size(args.model_type, *args.target_res)
+    info = get_keypoint_info(args.keypoints)
+    set_device(args.device_target, 'pynative')  # export compiles its own graph; this way is ~30 % faster
+    net = create_model(args.model_type, num_joints=info.num_joints, pretrained=args.checkpoint, conv_impl='native')
+    path = export_network(net, args.target_res, args.batch_size, args.file_format, args.output, info,
+                          args.flip_test, dict(model_type=args.model_type, checkpoint=args.checkpoint))
+    print(f"exported {args.model_type} ({args.target_res[0]}x{args.target_res[1]}, batch {args.batch_size}, flip test "
+          f"{'inside' if args.flip_test else 'not included'}) to {path}")
+    return 0
+
+
+def main(argv=None, prog=None):
+    prog = prog or program_name('export')
+    return run_main(prog, run, parse_args(argv, prog))
