@@ -4,7 +4,8 @@ import json
 import cv2
 import numpy as np
 
-from litehrnet.data.coco import CocoKeypointDataset, split_files
+from litehrnet.data.coco import CocoKeypointDataset
+from litehrnet.data.datasets import dataset_spec
 from litehrnet.data.demo_landmarks import (IMAGE_SIZE_WH, JOINT_NAMES, NUM_VERTEBRAE, SKELETON, ensure_landmark_dataset,
                                            keypoint_info, render_image)
 
@@ -40,7 +41,7 @@ def test_annotations_are_valid_one_spine_per_image(tmp_path):
     root = ensure_landmark_dataset(tmp_path, SMALL, seed=0)
     w, h = IMAGE_SIZE_WH
     for split, count in SMALL.items():
-        ann_file, img_dir = split_files('custom', root, split)
+        ann_file, img_dir = dataset_spec('custom').split_files(root, split)
         data = json.loads(ann_file.read_text())
         assert len(data['images']) == len(data['annotations']) == count
         assert data['categories'][0]['keypoints'] == JOINT_NAMES and len(JOINT_NAMES) == 40
@@ -59,7 +60,7 @@ def test_annotations_are_valid_one_spine_per_image(tmp_path):
     assert info.num_joints == 40 and info.flip_pairs == [] and len(info.skeleton) == 40
     assert len(set(info.sigmas)) == 1 and info.upper_body_ids == ()
     assert [0, 1] in SKELETON and [3, 0] in SKELETON  # each vertebra's outline
-    dataset = CocoKeypointDataset(*split_files('custom', root, 'train'), (256, 128), train=True, seed=0,
+    dataset = CocoKeypointDataset(*dataset_spec('custom').split_files(root, 'train'), (256, 128), train=True, seed=0,
                                   meta=root / 'meta.json')
     assert len(dataset) == SMALL['train'] and dataset.info.flip_pairs == []
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..fileio import write_json_atomic
-from .keypoints import from_coco_category
+from ..keypoints import from_coco_category
 
 VERSION = 1
 IMAGE_SIZE_WH = (128, 256)
