@@ -71,12 +71,12 @@ def spine_corners(rng, size_wh=IMAGE_SIZE_WH):
         height = pitch * rng.uniform(0.62, 0.72)
         width = min(0.5 * w, pitch * rng.uniform(1.35, 1.6) * grow)
         wedge = rng.uniform(-0.08, 0.08) * height  # one side taller than the other
-        angle = np.arctan(slope[i]) + rng.normal(0, 0.03)
+        angle = -np.arctan(slope[i]) + rng.normal(0, 0.03)  # endplates square to the curve
         local = np.array([[-width / 2, -height / 2 + wedge], [width / 2, -height / 2 - wedge],
                           [width / 2, height / 2 + wedge], [-width / 2, height / 2 - wedge]])
         local += rng.normal(0, 0.02 * height, local.shape)
         c, s = np.cos(angle), np.sin(angle)
-        rot = np.array([[c, -s], [s, c]])  # turns +x toward +y: tilted with the curve
+        rot = np.array([[c, -s], [s, c]])  # turns +x toward +y by angle
         corners[i] = local @ rot.T + [xs[i], ys[i]]
     return corners.reshape(-1, 2)
 
