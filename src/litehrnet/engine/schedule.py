@@ -1,4 +1,4 @@
-"""Learning-rate schedules as one rate per step: mmcv's linear warm-up on a step decay (the official one) or a cosine."""
+"""Learning-rate schedules, one rate per step: mmcv's linear warm-up on a step decay (the official one) or a cosine."""
 import numpy as np
 
 

@@ -123,9 +123,9 @@ def test_landmarks_sit_on_the_drawn_vertebra_corners():
 
 @pytest.mark.slow
 def test_a_narrow_litehrnet_learns_the_landmarks(tmp_path):
-    """6 epochs of 28 steps (tests/landmark_probe.py): measured MRE 177 px after epoch 1, 4.9 px after epoch 6
+    """6 epochs of 28 steps (tests/data/landmark_probe.py): measured MRE 177 px after epoch 1, 4.9 px after epoch 6
     (SDR@4 0.54, SDR@8 0.83), 60-150 s of training on 2 shared cores."""
-    proc = run_script(['tests/landmark_probe.py', tmp_path / 'data', 6, 0],
+    proc = run_script(['tests/data/landmark_probe.py', tmp_path / 'data', 6, 0],
                       env={'PYTHONPATH': str(ROOT / 'src'), 'GLOG_v': '3'}, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"epoch"')]

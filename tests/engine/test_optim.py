@@ -1,6 +1,5 @@
 """Optimizers against their update formulas computed in numpy, on a single nn.Dense, with weight decay on."""
 import json
-import sys
 
 import mindspore as ms
 import numpy as np
@@ -79,7 +78,7 @@ def run_optimizer(cfg, steps=3):
 GRAPH_SCRIPT = """
 import json, sys
 import mindspore as ms
-sys.path.insert(0, 'tests')
+sys.path[:0] = ['tests', 'tests/engine']
 ms.set_context(mode=ms.GRAPH_MODE, device_target='CPU')
 from test_optim import CASES, run_optimizer
 print(json.dumps([p.tolist() for p in run_optimizer(CASES[sys.argv[1]])]))
@@ -146,3 +145,14 @@ def test_the_training_checkpoint_saves_every_state_tensor_of_the_optimizer():
                      'steps.weight', 'steps.bias'}
     names = {p.name for p in optimizer_state(build_optimizer(dict(type='sgd', momentum=0.9), net, LR))}
     assert names == {'global_step', 'moment1.weight', 'moment1.bias'}
+
+
+def test_a_loss_scale_is_divided_out_of_the_gradients():
+    xs, ys, w0, b0 = _data()
+    net = nn.Dense(4, 2, weight_init=ms.Tensor(w0), bias_init=ms.Tensor(b0))
+    step = nn.TrainOneStepCell(_Loss(net), build_optimizer(CASES['sgd_momentum'], net, LR, loss_scale=1024.0),
+                               sens=1024.0)
+    for t in range(3):
+        step(ms.Tensor(xs[t]), ms.Tensor(ys[t]))
+    for g, w in zip([net.weight.asnumpy(), net.bias.asnumpy()], reference(CASES['sgd_momentum'])):
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-6)

@@ -7,13 +7,13 @@ import pytest
 from mindspore import nn
 
 from conftest import ROOT, run_script
-from freeze_probe import ToyPose, batches, build, snapshot
+from freeze_probe import ToyPose, batches, snapshot
 from litehrnet.engine.freeze import BackboneFreezer, SwitchableBatchNorm2d, make_switchable
 from litehrnet.engine.optim import build_optimizer
 
 
 def _probe(*args):
-    proc = run_script(['tests/freeze_probe.py', *map(str, args)],
+    proc = run_script(['tests/engine/freeze_probe.py', *map(str, args)],
                       env={'PYTHONPATH': str(ROOT / 'src'), 'GLOG_v': '3'}, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -154,3 +154,20 @@ def test_tiny_litehrnet_frozen_backbone_then_all_in_one_graph():
     assert all(r['head_changed'] == result['num_head'] for r in result['rows'])
     assert all(r['backbone_params_changed'] == result['num_backbone'] and
                r['backbone_stats_changed'] == result['num_stats'] for r in result['rows'][2:])
+
+
+def test_adam_counts_steps_per_parameter_so_a_late_starting_backbone_gets_its_own_bias_correction():
+    ms.set_seed(0)
+    net = ToyPose()
+    freezer = BackboneFreezer(net)
+    opt = build_optimizer(dict(type='adamw', weight_decay=0.01), net, 1e-3, freezable=freezer.freezable)
+    freezer.attach(opt)
+    from litehrnet.engine.loss import JointsMSELoss, NetWithLoss
+    step = nn.TrainOneStepCell(NetWithLoss(net, JointsMSELoss()), opt)
+    step.set_train()
+    for i, batch in enumerate(batches('toy', 5)):
+        freezer.set_frozen(1 <= i < 4)  # live, 3 frozen, live
+        step(*batch)
+    steps = {p.name[len('steps.'):]: float(p.asnumpy()) for p in opt.steps}
+    assert {v for k, v in steps.items() if k.startswith('backbone.')} == {2.0}
+    assert {v for k, v in steps.items() if k.startswith('keypoint_head.')} == {5.0}

@@ -1,4 +1,4 @@
-"""The landmark demo learns: `python tests/landmark_probe.py ROOT EPOCHS FREEZE_EPOCHS` trains a narrow Lite-HRNet
+"""The landmark demo learns: `python tests/data/landmark_probe.py ROOT EPOCHS FREEZE_EPOCHS` trains a narrow Lite-HRNet
 on it (256x128, batch 8, AdamW lr 2e-3 wd 0.01, cosine with 1 warm-up epoch to lr/100, no flip, rotation
 +-10, scale +-0.1) with the library pieces alone (no trainer), printing one JSON line per epoch, with the
 validation MRE / SDR (pixels, ground-truth boxes, no flip test) after the first and the last epoch.

@@ -1,6 +1,6 @@
 """Helpers for test_freeze: a toy backbone+head network, and a GRAPH-mode probe run in a subprocess.
 
-`python tests/freeze_probe.py MODEL FROZEN_STEPS LIVE_STEPS [plain]` trains one graph with the backbone
+`python tests/engine/freeze_probe.py MODEL FROZEN_STEPS LIVE_STEPS [plain]` trains one graph with the backbone
 frozen for FROZEN_STEPS, then everything for LIVE_STEPS (plain: no freezer at all), and prints one JSON
 line: per step, how many backbone parameters / BN statistics / head parameters changed and the number
 of graphs compiled so far; at the end a digest of all parameters.
