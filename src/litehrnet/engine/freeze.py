@@ -12,7 +12,8 @@ in training it runs MindSpore's own training and inference kernels and keeps, pe
 training result (output and updated statistics, as nn.BatchNorm2d's) or the inference output with
 the statistics restored bit for bit. In eval mode (validation) it is nn.BatchNorm2d. No gradient
 flows through the frozen branch (a frozen backbone needs none); the backbone's gradients are still
-computed while frozen and discarded by the optimizer: that is the price of one graph.
+computed while frozen and discarded by the optimizer: that is the price of one graph. (So the frozen
+part must be the network's input end, as a backbone is: nothing trainable may sit before it.)
 
 Measured on a tiny Lite-HRNet (64x64, batch 2, CPU, GRAPH): one graph compiled for both phases; the
 frozen backbone's 137 parameters and 78 BN statistics bit-unchanged, all changed after; a step takes
