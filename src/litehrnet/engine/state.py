@@ -11,12 +11,13 @@ from ..errors import CheckpointError
 
 PREFIX = 'train_state.'
 _OPTIMIZER_KEYS = ('beta1_power', 'beta2_power', 'global_step')
+_OPTIMIZER_PREFIXES = ('moment1.', 'moment2.', 'steps.')  # steps.*: engine/optim's per-parameter step counts
 
 
 def optimizer_state(optimizer):
     """The optimizer's own parameters (moments and step counters; not the weights, not the rate table)."""
     return [p for _, p in optimizer.parameters_and_names()
-            if p.name.startswith(('moment1.', 'moment2.')) or p.name in _OPTIMIZER_KEYS]
+            if p.name.startswith(_OPTIMIZER_PREFIXES) or p.name in _OPTIMIZER_KEYS]
 
 
 def save_training_checkpoint(path, net, optimizer=None, counters=None):
