@@ -14,6 +14,7 @@ from .configs import MODEL_CONFIGS, ModelTypeError, canonical_model_type, get_co
 from .hrnet import HRNetPoseNet
 from .hrnet_config import HRNET_CONFIGS, apply_overrides, is_hrnet_config
 from .hrnet_config import input_multiple as hrnet_input_multiple
+from .hrnet_config import output_stride as hrnet_output_stride
 from .inputs import check_input_size as check_size
 from .layers import conv_implementation
 from .litehrnet import PoseNet
@@ -147,6 +148,18 @@ def input_multiple(model_type):
     """What input height and width must be multiples of for ``model_type`` (a name, config or file)."""
     _, config = _resolve_config(model_type)
     return hrnet_input_multiple(config) if is_hrnet_config(config) else PoseNet.input_multiple
+
+
+def output_stride(model_type):
+    """Input pixels per heatmap pixel of ``model_type``'s head (4 official, 2 concat, 1 full resolution)."""
+    _, config = _resolve_config(model_type)
+    return hrnet_output_stride(config) if is_hrnet_config(config) else 4
+
+
+def heatmap_sigma(model_type):
+    """The heatmap sigma ``model_type``'s config gives (heatmap pixels), or None (the presets' default)."""
+    _, config = _resolve_config(model_type)
+    return config["head"]["sigma"] if is_hrnet_config(config) else None
 
 
 def list_pretrained():
