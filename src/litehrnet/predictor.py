@@ -88,7 +88,8 @@ class TopDownPredictor:
         """Keypoints (N, K, 3) = x, y, score in image pixels of crops cut at the given centres/scales."""
         if len(crops) == 0:
             return np.zeros((0, self.info.num_joints, 3), np.float32)
-        coords, scores = self.codec.decode(self.heatmaps(crops))
+        heatmaps = self.heatmaps(crops)  # first: it may set the codec from the heatmaps' size
+        coords, scores = self.codec.decode(heatmaps)
         coords = keypoints_to_image(coords, centers, scales, self.input_size_hw[::-1])
         return np.concatenate([coords, scores[..., None]], axis=-1).astype(np.float32)
 
