@@ -180,9 +180,11 @@ class Trainer:
         with warnings.catch_warnings(record=True) as caught:  # a re-initialised head is said in the log
             warnings.simplefilter('always')
             self.net = create_model(config.model_type, num_joints=self.info.num_joints, pretrained=config.pretrained,
-                                    reset_head=True)
+                                    reset_head=True, pretrained_backbone=config.pretrained_backbone)
         for w in caught:
             self.log.info(str(w.message))
+        if self.net.pretrained_report:  # the ImageNet backbone: what the file held that was dropped, one line
+            self.log.info(self.net.pretrained_report)
         self.steps_per_epoch = None
         self.step = 0
         self.best = dict(value=-1.0, epoch=0)  # of the dataset's main metric
