@@ -174,7 +174,7 @@ def open_backend(backend, model=None, model_type='litehrnet_18', checkpoint=None
     flip_in_model = bool(meta.get('flip_test'))
     description = dict(backend=backend, model=str(model) if model else model_type,
                        checkpoint=checkpoint if backend == 'mindspore' else meta.get('checkpoint'),
-                       input_size=list(size), keypoints=info.name,
+                       input_size=list(size), output_stride=runner.output_stride, keypoints=info.name,
                        flip_test='in the model' if flip_in_model else bool(flip_test))
     return runner, dict(input_size_hw=size, keypoint_info=info, flip_test=bool(flip_test) and not flip_in_model,
                         flip_in_model=flip_in_model, random_weights=backend == 'mindspore' and not checkpoint,
