@@ -60,3 +60,19 @@ def test_infer_on_a_folder_with_the_tiny_official_hrnet(tmp_path):
     (person,) = TopDownPredictor(net, (64, 64), COCO_17, flip_test=True).predict(image, [[0, 0, 64, 96]])
     got = np.array([written[name] for name in COCO_17.joint_names])
     np.testing.assert_allclose(got, person['keypoints'], rtol=0, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_convert_checkpoint_turns_an_mmpose_hrnet_file_into_a_project_ckpt(tmp_path):
+    from litehrnet import read_checkpoint
+    from litehrnet.checkpoint.hrnet_weights import read_pose_weights
+    tiny = shared_path('fixtures', 'hrnet', 'tiny')
+    out = tmp_path / 'tiny.ckpt'
+    proc = run_script(['scripts/convert_checkpoint.py', '--model_type', 'configs/hrnet_tiny.yaml', '--input',
+                       tiny / 'tiny_mmpose0.pth', '--output', out, '--verify', '--target_res', '64x64'])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'max |difference| between the two files\' outputs at 64x64 = 0' in proc.stdout
+    official, _ = read_pose_weights(tiny / 'tiny_official.pth')
+    converted = read_checkpoint(str(out))[0]
+    assert set(converted) == set(official)
+    assert all(np.array_equal(np.asarray(converted[k]), official[k]) for k in official)
