@@ -105,3 +105,28 @@ def test_tiny_full_resolution_hrnet_trains_from_an_imagenet_backbone(tmp_path):
     assert saved["lr"] == 1e-3 and saved["warmup_iters"] == 0 and saved["pretrained_backbone"] == str(backbone)
     weights = litehrnet.read_checkpoint(str(out / "last.ckpt"))[0]
     assert weights["keypoint_head.final_layer.weight"].shape == (17, 4, 1, 1)
+
+
+@pytest.mark.slow
+def test_msrun_two_cpu_workers_train_a_tiny_hrnet_to_identical_weights(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    ensure_demo_dataset(tmp_path / "data", {"train": 12, "val": 4})
+    out, logs = tmp_path / "dist", tmp_path / "logs"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               LOG_DIR=str(logs))
+    cmd = ["bash", "scripts/run_distribute_train.sh", "2", "--dataset", "custom", "--data_root", str(tmp_path / "data"),
+           "--model_type", str(TINY_YAML), "--target_res", "64x64", "--train_batch", "4", "--epochs", "1",
+           "--checkpoint_path", str(out), "--progress", "false"]
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    prints = []
+    for rank in (0, 1):
+        text = (logs / f"worker_{rank}.log").read_text()
+        prints += [line.split()[-1] for line in text.splitlines() if "weights fingerprint" in line]
+    assert len(prints) == 2 and prints[0] == prints[1]
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["lr"] == 1e-3 and saved["batch_size"] == 4
+    assert litehrnet.read_checkpoint(str(out / "last.ckpt"))[0]["keypoint_head.final_layer.weight"].shape == (17, 4, 1, 1)
