@@ -76,3 +76,31 @@ def test_convert_checkpoint_turns_an_mmpose_hrnet_file_into_a_project_ckpt(tmp_p
     converted = read_checkpoint(str(out))[0]
     assert set(converted) == set(official)
     assert all(np.array_equal(np.asarray(converted[k]), official[k]) for k in official)
+
+
+@pytest.mark.slow
+def test_eval_on_tiny_coco_with_the_tiny_official_hrnet(tmp_path):
+    """eval.py with an HRNet on ground-truth boxes: every result's keypoints are the predictor's for its box."""
+    from litehrnet.predictor import read_image_rgb
+    from test_evaluate import ANN_FILE, TINY, coco_people
+    ckpt = shared_path('fixtures', 'hrnet', 'tiny', 'tiny_official.pth')
+    shared_path('data', 'coco-tiny', 'test_coco.json')
+    proc = run_script(['src/eval.py', '--model_type', 'configs/hrnet_tiny.yaml', '--checkpoint', ckpt,
+                       '--target_res', '64x64', '--dataset', 'coco', '--ann_file', ANN_FILE, '--img_dir', TINY,
+                       '--output_path', tmp_path / 'out', '--mode', 'pynative', '--no_progress'])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
+    assert metrics['input_size'] == [64, 64] and 0.0 <= metrics['AP'] <= 1.0
+    results = json.loads((tmp_path / 'out' / 'results_keypoints.json').read_text())
+    assert results
+    net = create_model(str(TINY_YAML), pretrained=str(ckpt))
+    predictor = TopDownPredictor(net, (64, 64), COCO_17, flip_test=True)
+    images = {im['id']: im['file_name'] for im in json.loads(ANN_FILE.read_text())['images']}
+    people = coco_people()
+    for image_id in sorted({r['image_id'] for r in results})[:2]:
+        file_name = images[image_id]
+        boxes = [box for f, box, _ in people if f == file_name]
+        predicted = [p['keypoints'][:, :2] for p in predictor.predict(read_image_rgb(TINY / file_name), boxes)]
+        for r in (r for r in results if r['image_id'] == image_id):
+            got = np.array(r['keypoints'], np.float64).reshape(17, 3)[:, :2]
+            assert min(np.abs(got - p).max() for p in predicted) < 1e-3
