@@ -120,6 +120,7 @@ def test_predictor_refuses_heatmaps_off_the_declared_stride():
 
 @pytest.mark.parametrize("head, stride", [("full_resolution", 1), ("concat", 2)])
 def test_tiny_light_hrnet_through_the_predictor(head, stride):
+    ms.set_seed(0)
     net = create_model("light_hrnet", n_channels=8, num_blocks=1, head=head, conv_impl="native")
     assert net.output_stride == stride
     image, box, crop = _image_and_crop()
@@ -131,5 +132,7 @@ def test_tiny_light_hrnet_through_the_predictor(head, stride):
     flat = heatmaps[0].reshape(17, -1)
     ys, xs = np.unravel_index(flat.argmax(1), heatmaps.shape[2:])
     np.testing.assert_allclose(person["keypoints"][:, 2], flat.max(1), rtol=1e-5)
+    # (random weights: a joint whose maximum is not > 0 has no location, -1 heatmap pixel, as mmpose)
+    xs, ys = np.where(flat.max(1) > 0, xs, -1), np.where(flat.max(1) > 0, ys, -1)
     assert np.abs(person["keypoints"][:, 0] - xs * stride).max() <= 0.25 * stride + 1e-4
     assert np.abs(person["keypoints"][:, 1] - ys * stride).max() <= 0.25 * stride + 1e-4
