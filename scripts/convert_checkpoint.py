@@ -52,7 +52,7 @@ def run(args):
     import mindspore as ms
     import litehrnet
     from litehrnet.checkpoint.io import read_checkpoint
-    from litehrnet.models.registry import resolve_checkpoint
+    from litehrnet.models.registry import check_input_size, resolve_checkpoint
     from litehrnet.models.weights import load_weights
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -70,7 +70,9 @@ def run(args):
     if args.verify:  # run first: a size the model cannot take is refused before --output is written
         h, w = args.target_res
         net.set_train(False)
-        x = ms.Tensor(np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32))
+        check_input_size(args.model_type, h, w)  # the model's own rule (32 Lite-HRNet, 2**(branches+1) HRNet)
+        shape = (1, getattr(net, "n_channels_in", 3), h, w)
+        x = ms.Tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
         expected = net(x).asnumpy()
     litehrnet.save_checkpoint(net, args.output)
     print(f"{args.input} ({scheme} names) -> {args.output}: {len(weights)} tensors, {net.model_type}, "

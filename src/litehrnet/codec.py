@@ -138,11 +138,40 @@ class MSRAHeatmap:
         return keypoints * self.stride.astype(np.float32), scores
 
 
-def codec_for(input_size_hw, post_process='default'):
-    """The published codec for an input size: heatmap = input / 4, sigma 3 if it is >= 72 wide, else 2."""
-    heatmap_size_hw = (input_size_hw[0] // 4, input_size_hw[1] // 4)
-    sigma = 3 if heatmap_size_hw[1] >= 72 else 2
-    return MSRAHeatmap(input_size_hw, heatmap_size_hw, sigma, post_process)
+OFFICIAL_STRIDE = 4  # the official heads' heatmaps: input / 4
+
+
+def default_sigma(input_size_hw, output_stride=OFFICIAL_STRIDE):
+    """The presets' heatmap sigma, in heatmap pixels, when the model's config gives none.
+
+    At the official stride 4 it is the published rule: 3 when the heatmap is at least 72 wide (384x288
+    input), else 2. At another stride the same Gaussian in input pixels (8 or 12), so a head that is
+    finer keeps the target's size: 4 or 6 at stride 2, 8 or 12 at full resolution.
+    """
+    base = 3 if input_size_hw[1] // OFFICIAL_STRIDE >= 72 else 2
+    sigma = base * OFFICIAL_STRIDE / output_stride
+    return int(sigma) if float(sigma).is_integer() else sigma
+
+
+def codec_for(input_size_hw, post_process='default', output_stride=OFFICIAL_STRIDE, sigma=None):
+    """The codec of a network: heatmap = input / output_stride; sigma (heatmap pixels) the model's own,
+    or `default_sigma` when None (the published 2 / 3 at stride 4)."""
+    stride = int(output_stride)
+    h, w = int(input_size_hw[0]), int(input_size_hw[1])
+    if stride < 1 or h % stride or w % stride:
+        raise ValueError(f"input size {h}x{w} is not a multiple of the output stride {output_stride}")
+    sigma = default_sigma((h, w), stride) if sigma is None else sigma
+    return MSRAHeatmap((h, w), (h // stride, w // stride), sigma, post_process)
+
+
+def codec_of_heatmaps(input_size_hw, heatmap_size_hw, post_process='default', sigma=None):
+    """The codec that decodes heatmaps of `heatmap_size_hw` made from `input_size_hw` crops (any head's
+    output stride: input / heatmap, the same along both axes)."""
+    h, w = int(input_size_hw[0]), int(input_size_hw[1])
+    hh, hw = int(heatmap_size_hw[0]), int(heatmap_size_hw[1])
+    if hh < 1 or hw < 1 or h % hh or w % hw or h // hh != w // hw:
+        raise ValueError(f"heatmaps of {hh}x{hw} do not come from {h}x{w} input at one integer output stride")
+    return codec_for((h, w), post_process, h // hh, sigma)
 
 
 def keypoints_to_image(keypoints, center, scale, size_wh):
@@ -160,8 +189,16 @@ def flip_back(heatmaps, flip_pairs):
     return np.ascontiguousarray(heatmaps[:, order, :, ::-1])
 
 
-def shift_heatmap(heatmaps):
-    """Shift heatmaps one pixel right (hm[..., 1:] = hm[..., :-1]): aligns flipped output (flip test)."""
+def flip_shift(output_stride=OFFICIAL_STRIDE):
+    """Heatmap pixels a flipped-back heatmap lags the original by, rounded: 1 - 1/stride (0.75 at stride 4,
+    as mmpose's one-pixel shift; 0.5 at stride 2 rounds up to 1; exactly 0 at full resolution)."""
+    return 0 if int(output_stride) == 1 else 1
+
+
+def shift_heatmap(heatmaps, pixels=1):
+    """Shift heatmaps `pixels` right (hm[..., p:] = hm[..., :-p]): aligns flipped output (flip test)."""
+    if pixels == 0:
+        return heatmaps.copy()
     shifted = heatmaps.copy()
-    shifted[..., 1:] = heatmaps[..., :-1]
+    shifted[..., pixels:] = heatmaps[..., :-pixels]
     return shifted

@@ -14,6 +14,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from .codec import OFFICIAL_STRIDE, flip_shift
 from .keypoints import flip_indices
 from .runners import export_meta_path
 from .fileio import write_json_atomic
@@ -22,19 +23,22 @@ SUFFIXES = {'MINDIR': '.mindir', 'ONNX': '.onnx'}
 
 
 class FlipTestNet(nn.Cell):
-    """net(x) averaged with net(mirrored x) flipped back: pairs swapped, mirrored, shifted 1 px right."""
+    """net(x) averaged with net(mirrored x) flipped back: pairs swapped, mirrored, shifted right by
+    `codec.flip_shift` of the network's output stride (1 px, none at full resolution), as the predictor."""
 
     def __init__(self, net, flip_pairs, num_joints):
         super().__init__()
         self.net = net
         self.order = ms.Tensor(flip_indices(num_joints, flip_pairs).astype(np.int32))
+        self.shift = flip_shift(getattr(net, 'output_stride', OFFICIAL_STRIDE))
 
     def construct(self, x):
         n = x.shape[0]
         both = self.net(ops.concat((x, ops.flip(x, (3,))), 0))
         flipped = ops.gather(ops.flip(both[n:], (3,)), self.order, 1)
-        shifted = ops.concat((flipped[:, :, :, :1], flipped[:, :, :, :-1]), 3)
-        return (both[:n] + shifted) * 0.5
+        if self.shift:
+            flipped = ops.concat((flipped[:, :, :, :1], flipped[:, :, :, :-1]), 3)
+        return (both[:n] + flipped) * 0.5
 
 
 def output_path(path, file_format):
@@ -64,7 +68,8 @@ def export_network(net, input_size_hw, batch_size, file_format, path, keypoint_i
     cell = FlipTestNet(net, keypoint_info.flip_pairs, keypoint_info.num_joints) if flip_test else net
     path = output_path(path, file_format)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = ms.Tensor(np.zeros((int(batch_size), 3) + tuple(input_size_hw), np.float32))
+    channels = int(getattr(net, 'n_channels_in', 3))
+    dummy = ms.Tensor(np.zeros((int(batch_size), channels) + tuple(input_size_hw), np.float32))
     tmp_stem = Path(tempfile.mkdtemp(dir=path.parent, prefix=f'.{path.name}.')) / 'model'
     written = tmp_stem.with_name(tmp_stem.name + SUFFIXES[file_format])
     try:
@@ -73,7 +78,10 @@ def export_network(net, input_size_hw, batch_size, file_format, path, keypoint_i
         os.replace(written, path)
     finally:
         shutil.rmtree(tmp_stem.parent, ignore_errors=True)
-    meta = dict(description or {}, file_format=file_format, input_size=list(input_size_hw),
+    stride = int(getattr(net, 'output_stride', OFFICIAL_STRIDE))
+    meta = dict(description or {}, file_format=file_format, input_size=list(input_size_hw), output_stride=stride,
+                heatmap_size=[int(input_size_hw[0]) // stride, int(input_size_hw[1]) // stride],
+                heatmap_sigma=getattr(net, 'heatmap_sigma', None),
                 batch_size=int(batch_size), num_joints=keypoint_info.num_joints, keypoints=keypoint_info.name,
                 flip_test=bool(flip_test), mindspore_version=ms.__version__)
     write_json_atomic(export_meta_path(path), meta, indent=2)

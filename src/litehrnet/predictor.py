@@ -11,7 +11,7 @@ import mindspore as ms
 import numpy as np
 
 from .data.images import warn_if_truncated
-from .codec import PIXEL_STD, codec_for, flip_back, keypoints_to_image, shift_heatmap
+from .codec import PIXEL_STD, codec_for, codec_of_heatmaps, flip_back, flip_shift, keypoints_to_image, shift_heatmap
 from .data.transforms import preprocess_box
 from .keypoints import COCO_17, get_keypoint_info
 
@@ -19,7 +19,10 @@ from .keypoints import COCO_17, get_keypoint_info
 class TopDownPredictor:
     """Keypoints of the people in boxes of one image: crop, run (with flip test), decode, map back.
 
-    The network maps (N, 3, H, W) float32 crops to (N, K, H/4, W/4) heatmaps. In GRAPH mode every
+    The network maps (N, 3, H, W) float32 crops to (N, K, H/s, W/s) heatmaps, s its output stride
+    (`net.output_stride`: 4 official, 2 light_hrnet's concat head, 1 full resolution); decoding follows
+    the heatmaps the network returns, and a network that states its stride is held to it. The DARK
+    blur uses the model's heatmap sigma (`net.heatmap_sigma`, else the presets'). In GRAPH mode every
     batch is padded to `batch_size`, so the graph is compiled once (a new shape costs ~45 s on CPU).
     Flip test is switched off for keypoint sets without left/right pairs.
     """
@@ -32,7 +35,9 @@ class TopDownPredictor:
         self.info = get_keypoint_info(keypoint_info) if isinstance(keypoint_info, str) else keypoint_info
         self.flip_test = bool(flip_test) and bool(self.info.flip_pairs)
         self.post_process = post_process
-        self.codec = codec_for(self.input_size_hw, post_process)
+        self.output_stride = getattr(net, 'output_stride', None)
+        self.sigma = getattr(net, 'heatmap_sigma', None)
+        self.codec = codec_for(self.input_size_hw, post_process, self.output_stride or 4, self.sigma)
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -57,25 +62,34 @@ class TopDownPredictor:
                 batch = np.concatenate([batch, np.zeros((self.batch_size - n,) + batch.shape[1:], np.float32)])
             out.append(self.net(ms.Tensor(np.ascontiguousarray(batch))).asnumpy()[:n])
         heatmaps = np.concatenate(out)
+        if self.output_stride and heatmaps.shape[2:] != self.codec.heatmap_size_hw:
+            raise ValueError(f"the network returns {heatmaps.shape[2]}x{heatmaps.shape[3]} heatmaps for "
+                             f"{self.input_size_hw[0]}x{self.input_size_hw[1]} crops, not the "
+                             f"{self.codec.heatmap_size_hw[0]}x{self.codec.heatmap_size_hw[1]} of its output "
+                             f"stride {self.output_stride}")
+        if not self.output_stride and heatmaps.shape[2:] != self.codec.heatmap_size_hw:
+            self.codec = codec_of_heatmaps(self.input_size_hw, heatmaps.shape[2:], self.post_process, self.sigma)
         if heatmaps.shape[1] != self.info.num_joints:
             raise ValueError(f"the network predicts {heatmaps.shape[1]} joints but the keypoint set "
                              f"'{self.info.name}' has {self.info.num_joints}")
         return heatmaps
 
     def heatmaps(self, crops):
-        """Heatmaps of (N, 3, H, W) crops; with flip test, averaged with the mirrored crops' (shifted 1 px)."""
+        """Heatmaps of (N, 3, H, W) crops; with flip test, averaged with the mirrored crops' (shifted: `flip_shift`)."""
         crops = np.asarray(crops, dtype=np.float32)
         if not self.flip_test:
             return self._forward(crops)
         both = self._forward(np.concatenate([crops, crops[..., ::-1]]))
-        flipped = shift_heatmap(flip_back(both[len(crops):], self.info.flip_pairs))
+        stride = self.input_size_hw[1] // both.shape[3]
+        flipped = shift_heatmap(flip_back(both[len(crops):], self.info.flip_pairs), flip_shift(stride))
         return (both[:len(crops)] + flipped) * 0.5
 
     def predict_crops(self, crops, centers, scales):
         """Keypoints (N, K, 3) = x, y, score in image pixels of crops cut at the given centres/scales."""
         if len(crops) == 0:
             return np.zeros((0, self.info.num_joints, 3), np.float32)
-        coords, scores = self.codec.decode(self.heatmaps(crops))
+        heatmaps = self.heatmaps(crops)  # first: it may set the codec from the heatmaps' size
+        coords, scores = self.codec.decode(heatmaps)
         coords = keypoints_to_image(coords, centers, scales, self.input_size_hw[::-1])
         return np.concatenate([coords, scores[..., None]], axis=-1).astype(np.float32)
 

@@ -1,6 +1,7 @@
 """Backends that run the pose network: a MindSpore Cell, an exported MINDIR, or an ONNX model.
 
-Every backend maps numpy (N, 3, H, W) float32 crops to (N, K, H/4, W/4) heatmaps, and
+Every backend maps numpy (N, 3, H, W) float32 crops to (N, K, H/s, W/s) heatmaps (s the network's
+output stride: its `output_stride`, or the export description's; else read off the heatmaps), and
 `make_predictor` puts any of them behind the one `TopDownPredictor`, so cropping, flip test and
 decoding are the same whatever runs the network. Exported models have a fixed batch size (every
 batch is padded to it) and may carry the flip test inside; `src/export.py` records both, with the
@@ -46,6 +47,8 @@ class CellRunner:
     def __init__(self, net):
         self.net = net
         self.net.set_train(False)
+        self.output_stride = getattr(net, 'output_stride', None)
+        self.heatmap_sigma = getattr(net, 'heatmap_sigma', None)
 
     def __call__(self, batch):
         return self.net(ms.Tensor(np.ascontiguousarray(batch, dtype=np.float32))).asnumpy()
@@ -106,6 +109,8 @@ class _RunnerNet:
 
     def __init__(self, runner):
         self.runner = runner
+        self.output_stride = getattr(runner, 'output_stride', None)  # None: the predictor reads the heatmaps
+        self.heatmap_sigma = getattr(runner, 'heatmap_sigma', None)
 
     def set_train(self, mode=True):
         """Exported models and CellRunner's net are always in evaluation mode."""
@@ -164,10 +169,12 @@ def open_backend(backend, model=None, model_type='litehrnet_18', checkpoint=None
             raise ValueError(f"{model} was exported for {model_size[0]}x{model_size[1]}, not "
                              f"{input_size_hw[0]}x{input_size_hw[1]}")
         size = tuple(input_size_hw or model_size or DEFAULT_INPUT_SIZE)
+        runner.output_stride = meta.get('output_stride')  # absent in earlier exports: read off the heatmaps
+        runner.heatmap_sigma = meta.get('heatmap_sigma')
     flip_in_model = bool(meta.get('flip_test'))
     description = dict(backend=backend, model=str(model) if model else model_type,
                        checkpoint=checkpoint if backend == 'mindspore' else meta.get('checkpoint'),
-                       input_size=list(size), keypoints=info.name,
+                       input_size=list(size), output_stride=runner.output_stride, keypoints=info.name,
                        flip_test='in the model' if flip_in_model else bool(flip_test))
     return runner, dict(input_size_hw=size, keypoint_info=info, flip_test=bool(flip_test) and not flip_in_model,
                         flip_in_model=flip_in_model, random_weights=backend == 'mindspore' and not checkpoint,

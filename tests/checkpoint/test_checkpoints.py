@@ -74,7 +74,7 @@ def test_wrong_architecture_is_named():
     with pytest.raises(litehrnet.CheckpointError) as e:
         litehrnet.load_checkpoint(net, str(shared_path("fixtures", "seed", "lite_30.ckpt")))
     msg = str(e.value)
-    assert "lite_30.ckpt" in msg and "this is a litehrnet_30" in msg and "you built litehrnet_18" in msg
+    assert "lite_30.ckpt" in msg and "the file holds a litehrnet_30" in msg and "you built a litehrnet_18" in msg
     assert "\n" not in msg
 
 
@@ -164,5 +164,5 @@ def test_convert_script_turns_pth_into_ckpt_and_verifies(tmp_path):
     assert set(weights) == set(ref) and all(np.array_equal(weights[k], ref[k]) for k in ref)
     proc = run_script(["scripts/convert_checkpoint.py", "--model_type", "litehrnet_30", "--input", pth,
                        "--output", tmp_path / "x.ckpt"])
-    assert proc.returncode == 2 and "you built litehrnet_30" in proc.stderr
+    assert proc.returncode == 2 and "you built a litehrnet_30" in proc.stderr
     assert "Traceback" not in proc.stderr

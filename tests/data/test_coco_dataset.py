@@ -82,6 +82,25 @@ def test_sample_shapes_and_target_decodes_to_the_joints(coco):
     assert np.abs(keypoints[0][inside] - expected[inside]).max() < 4.5  # heatmap pixel = 4 input pixels
 
 
+@pytest.mark.parametrize("stride, sigma", [(1, 3), (2, 2)])
+def test_targets_follow_the_given_codec(coco, stride, sigma):
+    """A full-resolution or stride-2 head trains on targets at its own stride and sigma."""
+    root, _, ann = coco
+    ds = CocoKeypointDataset(ann, root, SIZE, train=False, codec=codec_for(SIZE, output_stride=stride, sigma=sigma))
+    _, target, weight = ds.sample(0)
+    assert target.shape == (17, 64 // stride, 64 // stride)
+    from litehrnet.data.transforms import affine_points, get_affine_transform
+    expected = affine_points(ds.joints[0], get_affine_transform(ds.centers[0], ds.scales[0], 0, SIZE[::-1]))
+    inside = (weight > 0) & (expected >= 0).all(1) & (expected < 64).all(1)
+    assert inside.sum() >= 15
+    flat = target.reshape(17, -1)
+    ys, xs = np.unravel_index(flat.argmax(1), target.shape[1:])
+    np.testing.assert_array_equal(np.c_[xs, ys][inside], (expected[inside] / stride + 0.5).astype(int))
+    # the Gaussian has the given sigma in heatmap pixels: one pixel beside the peak is exp(-1 / (2 sigma^2))
+    j = int(np.flatnonzero(inside & (xs > 0) & (xs < 64 // stride - 1))[0])
+    np.testing.assert_allclose(target[j, ys[j], xs[j] + 1], np.exp(-1 / (2 * sigma ** 2)), rtol=1e-6)
+
+
 def test_training_samples_are_seeded_per_epoch_and_index(coco):
     root, _, ann = coco
     a = CocoKeypointDataset(ann, root, SIZE, train=True, seed=3)

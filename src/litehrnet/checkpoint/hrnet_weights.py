@@ -55,8 +55,11 @@ def _convert(path):
 
 
 def describe_hrnet_weights(weights):
-    """A short description of the HRNet that project-named ``weights`` belong to, e.g. 'HRNet-W32 (17 joints)'."""
+    """A short description of the HRNet that project-named ``weights`` belong to, e.g. 'HRNet-W32 (17 joints)',
+    'a custom HRNet (width 4, stage modules (1, 1, 1)) (17 joints)' or 'a light_hrnet (width 8, 2 stages, ...)'."""
     branch0 = weights.get("backbone.transition1.0.0.weight")
+    if branch0 is None:  # the top branch keeps stage 1's width (light_hrnet): its first block says it
+        branch0 = weights.get("backbone.stage2.0.branches.0.0.conv1.weight")
     width = int(branch0.shape[0]) if branch0 is not None else None
     modules = tuple(len({m.group(1) for m in (re.match(rf"^backbone\.stage{s}\.(\d+)\.", k) for k in weights) if m})
                     for s in (2, 3, 4))
@@ -64,7 +67,13 @@ def describe_hrnet_weights(weights):
     joints = f"{head.shape[0]} joints" if head is not None else "no keypoint head"
     conv1 = weights.get("backbone.conv1.weight")
     channels = "" if conv1 is None or conv1.shape[1] == 3 else f", {conv1.shape[1]} input channels"
-    name = f"HRNet-W{width}" if modules == (1, 4, 3) else f"a custom HRNet (width {width}, stage modules {modules})"
+    light = "backbone.layer1.0.conv1.weight" in weights and not any(
+        k in weights for k in ("backbone.conv2.weight", "backbone.layer1.0.conv3.weight"))
+    if light:  # one stem conv and BasicBlocks in stage 1
+        stages = 1 + sum(1 for m in modules if m)
+        return f"a light_hrnet (width {width}, {stages} stages, {joints}{channels})"
+    used = modules[:max([i + 1 for i, m in enumerate(modules) if m], default=0)]
+    name = f"HRNet-W{width}" if modules == (1, 4, 3) else f"a custom HRNet (width {width}, stage modules {used})"
     return f"{name} ({joints}{channels})"
 
 

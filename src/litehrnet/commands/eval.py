@@ -27,8 +27,9 @@ class UsageError(ValueError):
 
 def parse_args(argv=None, prog='eval.py'):
     p = ArgParser(prog=prog, description=__doc__.splitlines()[0])
-    p.add_argument('--model_type', help='litehrnet_18, litehrnet_30, naive_litehrnet_18, wider_naive_litehrnet_18 '
-                                        '(or an alias, or an architecture .json/.yaml)')
+    p.add_argument('--model_type', help='litehrnet_18, litehrnet_30, naive_litehrnet_18, wider_naive_litehrnet_18, '
+                                        'hrnet_w32, hrnet_w48, light_hrnet (or an alias, or an architecture '
+                                        '.json/.yaml)')
     p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192; MPII 256x256)')
     p.add_argument('--checkpoint', help='checkpoint file (any supported format) or published checkpoint name')
     p.add_argument('--dataset', choices=EVAL_DATASETS, default='coco')

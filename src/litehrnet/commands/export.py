@@ -1,10 +1,11 @@
-"""Export a Lite-HRNet checkpoint to MINDIR or ONNX, optionally with the flip test inside (the command line: src/export.py, litehrnet-export).
+"""Export a Lite-HRNet or HRNet checkpoint to MINDIR or ONNX, optionally with the flip test inside (the command line: src/export.py, litehrnet-export).
 
     python src/export.py --model_type litehrnet_18 --target_res 256x192 --checkpoint litehrnet_18_coco_256x192 \\
         --file_format ONNX --batch_size 1 --output output/litehrnet_18.onnx [--flip_test true]
 
 The model maps (batch_size, 3, H, W) float32 crops (ImageNet-normalised RGB, as `preprocess` makes
-them) to (batch_size, K, H/4, W/4) heatmaps; with --flip_test true it also runs the mirrored crops
+them) to (batch_size, K, H/s, W/s) heatmaps, s the head's output stride (4 official, 2 light_hrnet, 1 full
+resolution; in the description as output_stride); with --flip_test true it also runs the mirrored crops
 and averages exactly as the predictor's flip test. The file is written under a temporary name and
 renamed; `<output>.json` beside it describes it for src/infer.py (--backend mindir|onnx --model).
 Bad input exits with code 2 and one line on stderr.

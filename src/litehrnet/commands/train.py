@@ -8,7 +8,9 @@
 
 Defaults are the official schedule (Adam 2e-3, 500-step warm-up, x0.1 at epochs 170 and 200 of 210,
 batch 64, validation every 10 epochs); mpii: 256x256, batch 32, validation (PCKh) every 5 epochs;
---dataset demo has its own small preset. Layouts under --data_root: coco:
+--dataset demo has its own small preset. An HRNet (hrnet_w32, hrnet_w48, light_hrnet, HRNet configs)
+trains with the official HRNet recipe: Adam 1e-3, batch 32, no warm-up (mmpose's: --warmup_iters 500);
+--pretrained_backbone FILE starts it from ImageNet weights. Layouts under --data_root: coco:
 annotations/person_keypoints_{train,val}2017.json, train2017/, val2017/; mpii (mmpose's):
 annotations/mpii_{train,val}.json, annotations/mpii_gt_val.mat, images/; custom (and demo):
 annotations/{train,val}.json, images/. Bad input exits with code 2 and one line on stderr; a NaN/Inf
@@ -53,11 +55,11 @@ def parse_args(argv=None, prog='train.py'):
     p.add_argument('--overwrite', type=str2bool, nargs='?', const=True, metavar='true|false',
                    help='replace the run already in --checkpoint_path (default: refuse; --resume continues it)')
     p.add_argument('--epochs', type=int, help='default 210 (demo 10)')
-    p.add_argument('--train_batch', type=int, help='batch size per device (default 64; mpii 32; demo 16)')
-    p.add_argument('--lr', type=float, help='Adam learning rate (default 2e-3; demo 4e-3)')
+    p.add_argument('--train_batch', type=int, help='batch size per device (default 64; mpii and HRNets 32; demo 16)')
+    p.add_argument('--lr', type=float, help='Adam learning rate (default 2e-3; HRNets 1e-3; demo 4e-3)')
     p.add_argument('--lr_steps', type=number_list(int), help='epochs where the rate drops x0.1 (default 170,200 scaled to '
                                                  '--epochs)')
-    p.add_argument('--warmup_iters', type=int, help='linear warm-up steps (default 500; demo 100)')
+    p.add_argument('--warmup_iters', type=int, help='linear warm-up steps (default 500; HRNets 0; demo 100)')
     p.add_argument('--val_interval', type=int, help='validate every N epochs (default 10; mpii 5; demo 2)')
     p.add_argument('--save_interval', type=int, help='keep epoch_NNN.ckpt every N epochs (default 10, 0: none)')
     p.add_argument('--save_checkpoint_steps', type=int,
@@ -68,6 +70,9 @@ def parse_args(argv=None, prog='train.py'):
     p.add_argument('--workers', type=int, help='data loading threads (default 1, fastest on 2 cores)')
     p.add_argument('--pretrained', help='start from these weights (file, published name or URL); another '
                                         'joint count re-initialises only the final layer')
+    p.add_argument('--pretrained_backbone', metavar='FILE',
+                   help='HRNet family: initialise the backbone from an ImageNet HRNet (official or timm .pth / '
+                        '.safetensors, mindcv .ckpt); the head starts fresh, dropped tensors are logged')
     p.add_argument('--load_ckpt', help='the earlier port\'s name for --pretrained')
     p.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
                    help='continue a run exactly (default: <checkpoint_path>/last.ckpt)')
@@ -97,7 +102,8 @@ def config_from_args(args):
         lr=args.lr, milestones=args.lr_steps, warmup_iters=args.warmup_iters, val_interval=args.val_interval,
         save_interval=args.save_interval, save_checkpoint_steps=args.save_checkpoint_steps,
         flip_test=args.flip_test, seed=args.seed, workers=args.workers,
-        pretrained=args.pretrained or args.load_ckpt, resume=args.resume, device_target=args.device_target,
+        pretrained=args.pretrained or args.load_ckpt, pretrained_backbone=args.pretrained_backbone,
+        resume=args.resume, device_target=args.device_target,
         amp_level=args.amp_level, progress=args.progress)
 
 
@@ -106,6 +112,8 @@ def check_flags(config):
     check_model_type(config.model_type)
     if config.pretrained:
         resolve_checkpoint(config.pretrained)  # a missing file or unknown name fails here; a download happens now
+    if config.pretrained_backbone and not Path(config.pretrained_backbone).is_file():
+        raise ValueError(f"{config.pretrained_backbone}: no such file (--pretrained_backbone)")
     resume = (Path(config.output_dir or DEFAULT_OUTPUT_DIR) / 'last.ckpt' if config.resume == 'auto'
               else config.resume)
     if resume and not Path(resume).is_file():

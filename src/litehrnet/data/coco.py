@@ -78,10 +78,10 @@ class CocoKeypointDataset(TopDownDataset):
     out with one warning; an unreadable image is replaced by the next readable one and counted.
     """
 
-    def __init__(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None):
+    def __init__(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None, codec=None):
         data = load_annotation_file(ann_file)
         info, self.category_id = keypoint_info_of(data, Path(ann_file), meta)
-        super().__init__(ann_file, img_root, input_size_hw, info, train, seed)
+        super().__init__(ann_file, img_root, input_size_hw, info, train, seed, codec=codec)
         self._load(data)
 
     def _load(self, data):

@@ -42,7 +42,7 @@ class DatasetSpec:
 
     name: str
     splits: dict               # split ('train' / 'val') -> (annotation file, image folder) under the root
-    dataset_class: type        # (ann_file, img_root, input_size_hw, train=, seed=, **meta) -> samples
+    dataset_class: type        # (ann_file, img_root, input_size_hw, train=, seed=, codec=, **meta) -> samples
     input_size_hw: tuple       # default network input (H, W)
     keypoints: Optional[str]   # a built-in keypoint set, or None: described by the annotation file
     metric: MainMetric
@@ -62,10 +62,10 @@ class DatasetSpec:
             return get_keypoint_info(self.keypoints)
         return get_keypoint_info(str(ann_file), meta) if ann_file else get_keypoint_info('coco')
 
-    def training_set(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None):
-        """The training (or validation-sample) dataset object of a split."""
+    def training_set(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None, codec=None):
+        """The training (or validation-sample) dataset object of a split; `codec` makes its targets."""
         extra = dict(meta=meta) if self.takes_meta else {}
-        return self.dataset_class(ann_file, img_root, input_size_hw, train=train, seed=seed, **extra)
+        return self.dataset_class(ann_file, img_root, input_size_hw, train=train, seed=seed, codec=codec, **extra)
 
 
 COCO_FORMAT_SPLITS = {'train': ('annotations/train.json', 'images'), 'val': ('annotations/val.json', 'images')}

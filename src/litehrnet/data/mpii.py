@@ -87,8 +87,8 @@ class MpiiKeypointDataset(TopDownDataset):
     joints_vis. Missing images are left out with one warning; unreadable ones are replaced and counted.
     """
 
-    def __init__(self, ann_file, img_root, input_size_hw, train=True, seed=0):
-        super().__init__(ann_file, img_root, input_size_hw, MPII_16, train, seed, half_body_prob=0.0)
+    def __init__(self, ann_file, img_root, input_size_hw, train=True, seed=0, codec=None):
+        super().__init__(ann_file, img_root, input_size_hw, MPII_16, train, seed, half_body_prob=0.0, codec=codec)
         self._load(load_mpii_annotations(self.ann_file, with_joints=True))
 
     def _load(self, anns):

@@ -32,16 +32,20 @@ class TopDownDataset:
 
     A subclass validates its annotation file and hands the usable persons to `_keep`; images are
     checked once on disk through `_present` (missing ones are left out and warned about together).
+    `codec` makes the targets: the network's (`codec.codec_for` with its output stride and sigma); by
+    default the official stride-4 one.
     """
 
-    def __init__(self, ann_file, img_root, input_size_hw, info, train=True, seed=0, half_body_prob=0.3):
+    def __init__(self, ann_file, img_root, input_size_hw, info, train=True, seed=0, half_body_prob=0.3, codec=None):
         self.ann_file = Path(ann_file)
         self.img_root = Path(img_root)
         self.input_size_hw = (int(input_size_hw[0]), int(input_size_hw[1]))
         self.train = bool(train)
         self.seed = int(seed)
         self.info = info
-        self.codec = codec_for(self.input_size_hw)
+        self.codec = codec or codec_for(self.input_size_hw)  # the network's (its output stride and sigma)
+        if self.codec.input_size_hw != self.input_size_hw:
+            raise ValueError(f"the codec is for {self.codec.input_size_hw} input, the dataset for {self.input_size_hw}")
         self.transform = TopDownTrainTransform(info, self.input_size_hw, half_body_prob=half_body_prob)
         self.unreadable = set()
         self.missing_images = []
@@ -86,7 +90,8 @@ class TopDownDataset:
         raise AnnotationError(f"{self.ann_file}: none of the images under {self.img_root} can be read")
 
     def sample(self, index, epoch=0):
-        """Person `index` as seen in `epoch`: (image (3, H, W), target (K, H/4, W/4), weight (K,)), float32."""
+        """Person `index` as seen in `epoch`: (image (3, H, W), target (K, H/s, W/s), weight (K,)), float32;
+        s is the codec's output stride."""
         j, image = self.read_person_image(int(index))
         if self.train:
             rng = np.random.default_rng((self.seed, int(epoch), int(index)))

@@ -1,6 +1,8 @@
-"""Training settings: the official COCO schedule as defaults, and the MPII and demo presets.
+"""Training settings: the official Lite-HRNet COCO schedule as defaults, the MPII and demo presets, and
+the official HRNet recipe for the HRNet family.
 
-`make_config(dataset, **overrides)` starts from the defaults, applies the dataset's preset, then
+`make_config(dataset, **overrides)` starts from the defaults, applies the dataset's preset, then the
+HRNet recipe when the model is an HRNet (except on the demo set, whose small preset stays), then
 every override that is not None (the command line passes None for flags the user did not give).
 """
 import dataclasses
@@ -8,7 +10,8 @@ from dataclasses import dataclass
 
 from ..data.datasets import DATASETS, dataset_spec
 from ..device import DEVICES
-from ..models.registry import check_input_size
+from ..models.hrnet import HRNetPoseNet
+from ..models.registry import check_input_size, model_family
 from .schedule import scaled_milestones
 
 AMP_LEVELS = ('O0', 'O2', 'O3')  # O1 needs MindSpore's source rewriter, which cannot parse this network
@@ -37,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1
     pretrained: str = None               # start from these weights (another joint count: head re-initialised)
+    pretrained_backbone: str = None      # HRNet family: ImageNet backbone file (official/timm/mindcv)
     resume: str = None                   # continue a run from a checkpoint with training state
     device_target: str = 'CPU'
     amp_level: str = 'O0'
@@ -60,6 +64,11 @@ PRESETS = {  # training settings of a dataset beyond the table's (its input size
 }
 assert set(PRESETS) == set(DATASETS)
 
+# The official HRNet recipe (deep-high-resolution-net.pytorch, experiments/{coco,mpii}/hrnet/*.yaml): Adam 1e-3,
+# 210 epochs, x0.1 at 170 and 200, batch 32 per device, no warm-up (mmpose adds a 500-iteration linear one:
+# --warmup_iters 500). Its sigma, 2 (3 at 384x288), is codec.default_sigma; MPII W32 is 256x256 (the table's).
+HRNET_RECIPE = dict(lr=1e-3, epochs=210, milestones=(170, 200), batch_size=32, warmup_iters=0)
+
 def make_config(dataset='coco', **overrides):
     """The settings of a run on `dataset`: defaults, then the dataset's preset, then the non-None overrides."""
     spec = dataset_spec(dataset)
@@ -68,6 +77,9 @@ def make_config(dataset='coco', **overrides):
     if unknown:
         raise TypeError(f"unknown training settings: {', '.join(unknown)}")
     values = dict(PRESETS[dataset], dataset=dataset, input_size_hw=spec.input_size_hw)
+    model_type = overrides.get('model_type') or values.get('model_type', TrainConfig.model_type)
+    if dataset != 'demo' and model_family(model_type) is HRNetPoseNet:
+        values.update(HRNET_RECIPE)
     epochs_given = overrides.get('epochs') is not None
     if epochs_given and overrides.get('milestones') is None:
         values['milestones'] = scaled_milestones(overrides['epochs'])
@@ -92,6 +104,12 @@ def check_config(config):
         raise ValueError(f"amp_level must be one of {', '.join(AMP_LEVELS)}")
     if config.meta and not dataset_spec(config.dataset).takes_meta:
         raise ValueError(f"meta is for custom keypoint sets; {config.dataset} uses its built-in metadata")
-    if config.resume and config.pretrained:
-        raise ValueError("give either resume (continue a run) or pretrained (start from weights), not both")
+    if config.resume and (config.pretrained or config.pretrained_backbone):
+        raise ValueError("give either resume (continue a run) or pretrained / pretrained_backbone (start from "
+                         "weights), not both")
+    if config.pretrained and config.pretrained_backbone:
+        raise ValueError("give pretrained (the whole network) or pretrained_backbone (an ImageNet backbone), not both")
+    if config.pretrained_backbone and model_family(config.model_type) is not HRNetPoseNet:
+        raise ValueError("pretrained_backbone is for the HRNet family (hrnet_w32, hrnet_w48, light_hrnet, HRNet "
+                         "configs)")
     return config

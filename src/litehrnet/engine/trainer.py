@@ -32,7 +32,8 @@ from ..device import set_device
 from ..errors import CheckpointError
 from ..evaluate import EVALUATORS, evaluate_split
 from ..fileio import write_json_atomic
-from ..models.registry import create_model
+from ..codec import codec_for
+from ..models.registry import create_model, heatmap_sigma, output_stride
 from ..models.weights import load_weights
 from .curves import draw_curves
 from .examples import draw_examples
@@ -162,8 +163,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
         self.spec = dataset_spec(config.dataset)
+        self.codec = codec_for(config.input_size_hw, output_stride=output_stride(config.model_type),
+                               sigma=heatmap_sigma(config.model_type))  # targets at the head's stride
         self.train_set = self.spec.training_set(train_ann, train_img, config.input_size_hw, train=True,
-                                                seed=config.seed, meta=config.meta)
+                                                seed=config.seed, meta=config.meta, codec=self.codec)
         self.metric = self.spec.metric
         self.info = self.train_set.info
         self.log = _logger(self.out, self.rank, self.group_size)
@@ -177,9 +180,11 @@ class Trainer:
         with warnings.catch_warnings(record=True) as caught:  # a re-initialised head is said in the log
             warnings.simplefilter('always')
             self.net = create_model(config.model_type, num_joints=self.info.num_joints, pretrained=config.pretrained,
-                                    reset_head=True)
+                                    reset_head=True, pretrained_backbone=config.pretrained_backbone)
         for w in caught:
             self.log.info(str(w.message))
+        if self.net.pretrained_report:  # the ImageNet backbone: what the file held that was dropped, one line
+            self.log.info(self.net.pretrained_report)
         self.steps_per_epoch = None
         self.step = 0
         self.best = dict(value=-1.0, epoch=0)  # of the dataset's main metric
@@ -401,7 +406,8 @@ class Trainer:
         self.log.info(f"train: {len(ts)} persons ({ts.ann_file}), {self.steps_per_epoch} steps/epoch of "
                       f"{cfg.batch_size} x {self.group_size} device(s), {cfg.epochs} epochs, input "
                       f"{cfg.input_size_hw[0]}x{cfg.input_size_hw[1]}, model {self.net.model_type}, "
-                      f"output {self.out}")
+                      f"heatmaps {self.codec.heatmap_size_hw[0]}x{self.codec.heatmap_size_hw[1]} (stride "
+                      f"{self.net.output_stride}, sigma {self.codec.sigma}), output {self.out}")
         if self.step < self.total_steps:
             self.log.info("compiling the training graph (the first step takes a while)...")
 

@@ -152,6 +152,8 @@ class HRNetPoseNet(nn.Cell):
         self.family = config["family"]
         self.input_multiple = input_multiple(config)
         self.output_stride = output_stride(config)
+        self.heatmap_sigma = config["head"]["sigma"]  # training targets' sigma (heatmap pixels); None: presets'
+        self.n_channels_in = config["n_channels_in"]
         self.backbone = HRNet(config, multi_scale_output=config["head"]["type"] == HEAD_CONCAT)
         self.keypoint_head = make_head(config["head"], self.backbone.out_channels, num_joints)
 

@@ -101,6 +101,8 @@ class PoseNet(nn.Cell):
         self.num_joints = num_joints
         self.input_multiple = INPUT_MULTIPLE
         self.output_stride = 4
+        self.heatmap_sigma = None  # the presets' (codec.default_sigma)
+        self.n_channels_in = config.get("n_channels_in", 3)
         self.backbone = LiteHRNet(config, in_channels=config.get("n_channels_in", 3))
         self.keypoint_head = KeypointHead(self.backbone.out_channels, num_joints)
 

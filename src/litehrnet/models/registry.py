@@ -14,10 +14,11 @@ from .configs import MODEL_CONFIGS, ModelTypeError, canonical_model_type, get_co
 from .hrnet import HRNetPoseNet
 from .hrnet_config import HRNET_CONFIGS, apply_overrides, is_hrnet_config
 from .hrnet_config import input_multiple as hrnet_input_multiple
+from .hrnet_config import output_stride as hrnet_output_stride
 from .inputs import check_input_size as check_size
 from .layers import conv_implementation
 from .litehrnet import PoseNet
-from .weights import load_weights
+from .weights import load_backbone, load_weights
 
 BASE_URL = "https://download.mindspore.cn/vision/litehrnet/ckpts/"
 MMPOSE_URL = "https://download.openmmlab.com/mmpose/"
@@ -149,6 +150,18 @@ def input_multiple(model_type):
     return hrnet_input_multiple(config) if is_hrnet_config(config) else PoseNet.input_multiple
 
 
+def output_stride(model_type):
+    """Input pixels per heatmap pixel of ``model_type``'s head (4 official, 2 concat, 1 full resolution)."""
+    _, config = _resolve_config(model_type)
+    return hrnet_output_stride(config) if is_hrnet_config(config) else 4
+
+
+def heatmap_sigma(model_type):
+    """The heatmap sigma ``model_type``'s config gives (heatmap pixels), or None (the presets' default)."""
+    _, config = _resolve_config(model_type)
+    return config["head"]["sigma"] if is_hrnet_config(config) else None
+
+
 def list_pretrained():
     """Names of the published checkpoints, usable as ``pretrained=`` or ``--checkpoint`` (so are the aliases
     in ``PRETRAINED_ALIASES``)."""
@@ -270,7 +283,7 @@ def default_conv_impl():
 
 
 def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv_impl="auto",
-                 reset_head=False, **overrides):
+                 reset_head=False, pretrained_backbone=None, **overrides):
     """Build a Lite-HRNet pose network and optionally load weights.
 
     model_type: a name from ``list_models()`` (or an alias such as ``lite_18``), an
@@ -281,7 +294,12 @@ def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv
     fresh final layer instead of failing (fine-tuning on a new keypoint set). overrides: config
     settings, e.g. ``create_model('light_hrnet', n_channels=64, num_stages=2, num_branches=2,
     num_blocks=2, n_channels_in=1)``; ``n_channels_in`` (image channels) applies to every family.
+    pretrained_backbone (HRNet family): an ImageNet HRNet file (official or timm .pth/.safetensors,
+    mindcv .ckpt) loaded strictly into the backbone, conv1 adapted to n_channels_in; the head keeps its
+    initialisation. The one-line report (what was dropped) is ``net.pretrained_report``.
     """
+    if pretrained and pretrained_backbone:
+        raise ValueError("give pretrained (the whole network) or pretrained_backbone (ImageNet backbone), not both")
     name, config = _resolve_config(model_type)
     if is_hrnet_config(config):
         config = apply_overrides(name, config, overrides)
@@ -295,6 +313,12 @@ def create_model(model_type="litehrnet_18", num_joints=17, pretrained=None, conv
         cls = HRNetPoseNet if is_hrnet_config(config) else PoseNet
         net = cls(config, num_joints=num_joints, model_type=name)
     net.conv_impl = impl
+    net.pretrained_report = None
     if pretrained:
         load_checkpoint(net, pretrained, reset_head=reset_head)
+    if pretrained_backbone:
+        if not isinstance(net, HRNetPoseNet):
+            raise ModelTypeError(f"pretrained_backbone is for the HRNet family (hrnet_w32, hrnet_w48, light_hrnet, "
+                                 f"HRNet configs), not {name}")
+        net.pretrained_report = load_backbone(net, pretrained_backbone)
     return net

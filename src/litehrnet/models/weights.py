@@ -11,7 +11,7 @@ import warnings
 import mindspore as ms
 import numpy as np
 
-from ..checkpoint.hrnet_weights import read_backbone_weights, summarize_dropped
+from ..checkpoint.hrnet_weights import describe_hrnet_weights, read_backbone_weights, summarize_dropped
 from ..errors import CheckpointError
 from .configs import MODEL_CONFIGS
 
@@ -22,8 +22,10 @@ class HeadResetWarning(UserWarning):
 
 def describe_weights(weights):
     """A short description of the architecture a set of weights belongs to (for error messages)."""
+    if any(k.startswith(("backbone.layer1.", "backbone.transition1.")) for k in weights):
+        return describe_hrnet_weights(weights)  # the HRNet family (official, custom, light_hrnet)
     if not any(k.startswith("backbone.") for k in weights):
-        return "not a Lite-HRNet checkpoint"
+        return "not a Lite-HRNet or HRNet checkpoint"
     stages = {}
     for k in weights:
         m = re.match(r"^backbone\.stages\.(\d+)\.(\d+)\.", k)
@@ -44,7 +46,7 @@ def describe_weights(weights):
         if (tuple(s["num_modules"] for s in cfg["stages"]) == modules
                 and tuple(cfg["stages"][-1]["num_channels"]) == widths
                 and (cfg["stages"][0]["module_type"] == "lite") == lite):
-            return f"{name} ({joints})"
+            return f"a {name} ({joints})"
     kind = "conditional-channel-weighting" if lite else "naive"
     return f"a custom {kind} Lite-HRNet (modules {modules}, widths {widths}, {joints})"
 
@@ -85,7 +87,7 @@ def load_weights(net, weights, source="weights", reset_head=False, verbose=True)
             parts.append(f"{len(wrong)} wrongly shaped ({n}: file {tuple(weights[n].shape)}, "
                          f"network {tuple(own[n].shape)}{'...' if len(wrong) > 1 else ''})")
         raise CheckpointError(f"{source}: does not fit the network: {'; '.join(parts)}; "
-                              f"this is a {describe_weights(weights)} checkpoint, you built {describe_network(net)}")
+                              f"the file holds {describe_weights(weights)}, you built {describe_network(net)}")
     for name, param in own.items():
         if name in skipped:
             continue
