@@ -169,7 +169,8 @@ def _bad(path, i, what):
 
 
 def detector_person_records(bbox_file, coco, cat_id=1):
-    """Detector boxes of category cat_id from a COCO detection-results JSON, by image; the count ignored.
+    """Detector boxes of category cat_id (an id, or the ids of a keypoint set's categories) from a COCO
+    detection-results JSON, by image; the count ignored.
 
     Boxes of images absent from the annotations (a detection file for a larger split) and boxes of
     zero width or height are ignored and counted.
@@ -178,11 +179,12 @@ def detector_person_records(bbox_file, coco, cat_id=1):
     dets = read_json(path, "detection (bbox) file")
     if not isinstance(dets, list):
         raise ValueError(f"{path}: expected a JSON list of detections, got {type(dets).__name__}")
+    cat_ids = {cat_id} if isinstance(cat_id, int) else set(cat_id)
     jobs, ignored = defaultdict(list), 0
     for i, det in enumerate(dets):
         if not isinstance(det, dict) or any(k not in det for k in ('bbox', 'category_id', 'image_id', 'score')):
             raise _bad(path, i, "is not an object with bbox, category_id, image_id and score")
-        if det['category_id'] != cat_id:
+        if det['category_id'] not in cat_ids:
             continue
         try:
             box = np.asarray(det['bbox'], dtype=np.float64)
@@ -194,7 +196,9 @@ def detector_person_records(bbox_file, coco, cat_id=1):
         if det['image_id'] not in coco.imgs or box[2] <= 0 or box[3] <= 0:
             ignored += 1
             continue
-        jobs[det['image_id']].append(dict(image_id=det['image_id'], bbox=box, box_score=score))
+        jobs[det['image_id']].append(dict(image_id=det['image_id'], bbox=box, box_score=score,
+                                          category_id=det['category_id']))
     if not jobs:
-        raise ValueError(f"{path}: no detection of category {cat_id} on an image of the annotations")
+        named = ', '.join(map(str, sorted(cat_ids)))
+        raise ValueError(f"{path}: no detection of category {named} on an image of the annotations")
     return jobs, ignored
