@@ -138,6 +138,8 @@ def _check_annotation(where, ann, images, num_joints, tally):
         raise AnnotationError(f"{where}: lacks bbox (needs [x, y, w, h])")
     box = _numbers(where, 'bbox', ann['bbox'], 4)
     _check_keypoints(where, ann.get('keypoints'), num_joints)
+    if max(ann['keypoints']) > 0 and (box[2] <= 0 or box[3] <= 0):
+        raise AnnotationError(f"{where}: non-positive box {box} for a person with keypoints")
     img = images[ann['image_id']]
     if 'area' not in ann:
         ann['area'] = box_area(box, img['width'], img['height'])
@@ -229,7 +231,7 @@ def load_ground_truth(ann_file, keypoints=None, meta=None, sigmas=None):
     _check_images(path, data['images'])
     images = {img['id']: img for img in data['images']}
     known_cats = {c['id'] for c in data['categories']}
-    tally = dict(area=0, iscrowd=0, num_keypoints=0, crowd=0)
+    tally = dict(area=0, iscrowd=0, num_keypoints=0, crowd=0, other=0)
     wanted = set(cat_ids)
     for i, ann in enumerate(data['annotations']):
         where = f"{path}: annotation {i}"
@@ -243,6 +245,8 @@ def load_ground_truth(ann_file, keypoints=None, meta=None, sigmas=None):
             raise AnnotationError(f"{where}: category_id {ann['category_id']!r} has no entry in 'categories'")
         if ann['category_id'] in wanted:
             _check_annotation(where, ann, images, info.num_joints, tally)
+        else:
+            tally['other'] += 1
     _duplicates(f"{path}", data['annotations'], 'annotation')
     notes = []
     if tally['area']:
@@ -250,6 +254,8 @@ def load_ground_truth(ann_file, keypoints=None, meta=None, sigmas=None):
                      f"does (clipped box x {AREA_FACTOR}, at least 1)")
     if tally['iscrowd']:
         notes.append(f"{path}: {tally['iscrowd']} annotations have no 'iscrowd': read as 0 (not crowd)")
+    if tally['other']:
+        notes.append(f"{path}: {tally['other']} annotations of categories without this keypoint set ignored")
     if tally['crowd']:
         notes.append(f"{path}: {tally['crowd']} crowd annotations (iscrowd 1): left out of training, "
                      f"ignored by COCOeval")
