@@ -70,7 +70,7 @@ def load_coco(ann_file, keypoints=None, meta=None, sigmas=None):
     (one-line AnnotationError naming the file, the record and the reason)."""
     gt = load_ground_truth(ann_file, keypoints, meta, sigmas)
     coco = COCO()
-    coco.dataset = gt.data
+    coco.dataset = dict(gt.data, annotations=gt.keypoint_annotations())  # the keypoint set's categories only
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco, gt

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import AnnotationError
 from ..fileio import read_json
 from ..keypoint_sets import keypoint_info as named_keypoint_info, keypoint_info_of_categories, keypoint_set
-from ..keypoints import UNIFORM_SIGMA
+from ..keypoints import UNIFORM_SIGMA, from_coco_category, keypoint_info_dict, load_meta
 
 AREA_FACTOR = 0.53  # mmpose 1.x: the area of a box-only annotation is 0.53 of its (clipped) box
 
@@ -204,6 +204,23 @@ def apply_keypoint_options(keypoints=None, meta=None, sigmas=None):
         return with_sigmas(named_keypoint_info(keypoints or 'coco', meta), sigmas)
     except KeyError as e:
         raise ValueError(str(e.args[0])) from None
+
+
+def override_with_meta(info, meta, source='the metadata'):
+    """A keypoint set with what a metadata file (dict or json/yaml path) gives in place of its values."""
+    if meta is None:
+        return info
+    given = load_meta(meta) if not isinstance(meta, dict) else dict(meta)
+    merged = {k: v for k, v in keypoint_info_dict(info).items() if k != 'joint_names'}
+    if {'upper_body_ids', 'lower_body_ids'} & set(given):
+        merged.pop('upper_body_ids')
+        merged.pop('lower_body_ids')
+    merged.update(given)
+    out = from_coco_category({'name': info.name, 'keypoints': info.joint_names}, merged,
+                             source=str(meta) if not isinstance(meta, dict) else source)
+    out.notes[:0] = list(info.notes) + [f"{meta if not isinstance(meta, dict) else source} overrides: "
+                                        + (', '.join(sorted(given)) or 'nothing')]
+    return out
 
 
 def sigma_record(info):
