@@ -7,6 +7,7 @@ augmented crop, its Gaussian heatmaps and joint weights (see `data/topdown.py`, 
 """
 import numpy as np
 
+from ..errors import AnnotationError  # noqa: F401 (where the tests and callers have imported it from)
 from .topdown import TopDownDataset
 from .transforms import box_to_center_scale, clean_coco_box
 from .validate import load_ground_truth
