@@ -149,13 +149,13 @@ class Annotator:
         return dict(bbox=[float(v) for v in person['bbox']], box_score=person['box_score'], score=person['score'],
                     keypoints={n: [float(v) for v in k] for n, k in zip(self.names, person['keypoints'])})
 
-    def _record(self, image_id, persons, stats, results):
+    def _record(self, image_id, persons, stats, results, category_id=None):
         """Count the people of one image and add them to the COCO results; their JSON form."""
         stats['persons'] += len(persons)
         stats['without_persons'] += not persons
         if image_id is None:  # an image the box file has no id for: it has no boxes either
             return [self._person_json(p) for p in persons]
-        results.extend(dict(image_id=image_id, category_id=self.category_id, keypoints=p['keypoints'], score=p['score'])
+        results.extend(dict(image_id=image_id, category_id=category_id or self.category_id, keypoints=p['keypoints'], score=p['score'])
                        for p in persons)
         return [self._person_json(p) for p in persons]
 
@@ -176,7 +176,9 @@ class Annotator:
                 raise ValueError(f"{target}: could not write the drawn image")
             _write_json(target.with_name(target.name + '.json'), dict(
                 file_name=rel.as_posix(), image_id=image_id, width=width, height=height,
-                box_source=self.box_source.description, persons=self._record(image_id, persons, stats, results)))
+                box_source=self.box_source.description,
+                persons=self._record(image_id, persons, stats, results,
+                                     self.box_source.category_of(rel) if file_ids else None)))
 
     def _frames(self, capture, rel):
         """(name, RGB frame) of every frame of an open video."""

@@ -136,14 +136,19 @@ class BoxFile:
         return {PurePosixPath(str(k)).as_posix(): [[float(v) for v in row] + [1.0] * (len(row) == 4)
                                                    for row in rows] for k, rows in data.items()}
 
-    @staticmethod
-    def _by_image_id(data, category_ids):
-        out = {}
+    def _by_image_id(self, data, category_ids):
+        out, self.categories = {}, {}
         for det in data:
             if det['category_id'] in category_ids:
                 row = [float(v) for v in det['bbox']] + [float(det['score'])]
                 out.setdefault(int(det['image_id']), []).append(row)
+                self.categories.setdefault(int(det['image_id']), []).append(det['category_id'])
         return out
+
+    def category_of(self, rel_path):
+        """The most frequent detection category of an image (its results are written under it), or None."""
+        cats = getattr(self, 'categories', {}).get(self._key(rel_path))
+        return max(set(cats), key=cats.count) if cats else None
 
     def _key(self, rel_path):
         rel = PurePosixPath(Path(rel_path).as_posix())

@@ -117,8 +117,8 @@ def score_keypoints(ann_file_or_coco, results, sigmas=None, category_ids=None, d
 
     `counts` says what was scored and what was not: num_results, num_results_scored, and
     num_results_dropped with dropped_reason. ``category_ids`` are the categories evaluated (default:
-    every category of the annotations); several (AP-10K's species, one keypoint set) are evaluated as
-    one (COCOeval's useCats 0: a result matches a ground truth of any of them).
+    every category of the annotations); several (AP-10K's species, one keypoint set) are each evaluated
+    on their own and averaged, as COCOeval does (a result counts for its own category_id).
     """
     gt = _as_coco(ann_file_or_coco)
     plain = list(map(_plain, results))
@@ -141,8 +141,6 @@ def score_keypoints(ann_file_or_coco, results, sigmas=None, category_ids=None, d
             coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         if category_ids is not None:
             coco_eval.params.catIds = sorted(category_ids)
-            if len(category_ids) > 1:  # AP-10K's species share one keypoint set: matched across categories
-                coco_eval.params.useCats = 0
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
