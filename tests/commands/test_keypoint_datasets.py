@@ -253,3 +253,26 @@ def test_train_end_to_end(which, crowdpose, ap10k, tiny, tmp_path):
         assert log.count("have no 'area'") == 1
     else:
         assert "have no 'iscrowd'" in log and '2 categories share this keypoint set' in log
+
+
+def test_train_refuses_bad_ground_truth_at_startup(crowdpose, tiny, tmp_path, capsys):
+    """A validation file with a problem stops train.py before any training step (not after an epoch)."""
+    from litehrnet.commands import train as train_cmd
+    ann, img = crowdpose
+    data = json.loads(ann.read_text())
+    data['annotations'][2]['keypoints'][5] = float('nan')  # keypoint 1's visibility
+    bad = tmp_path / 'val.json'
+    bad.write_text(json.dumps(data))
+    out = tmp_path / 'run'
+    rc = train_cmd.main(['--dataset', 'custom', '--train_ann', str(ann), '--val_ann', str(bad), '--img_dir', str(img),
+                         '--model_type', str(tiny / 'tiny.json'), '--target_res', '64x64', '--progress', 'false',
+                         '--checkpoint_path', str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert str(bad) in err[0] and 'annotation 2 (id 3): keypoint 1 v (value 5) is nan (not finite)' in err[0]
+    assert not (out / 'last.ckpt').exists()
+    rc = train_cmd.main(['--dataset', 'custom', '--train_ann', str(ann), '--val_ann', str(ann), '--img_dir', str(img),
+                         '--model_type', str(tiny / 'tiny.json'), '--target_res', '64x64', '--progress', 'false',
+                         '--best_metric', 'nonsense', '--checkpoint_path', str(tmp_path / 'run2')])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "best_metric 'nonsense' is not a validation metric" in err[0], err
