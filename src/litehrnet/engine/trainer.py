@@ -291,7 +291,8 @@ class Trainer:
         start = time.time()
         extra = {}
         if self.spec.evaluator == 'coco':  # PCK, EPE (and MRE/SDR) beside AP, on ground-truth boxes
-            extra = dict(pck_thresholds=self.cfg.pck_thresholds, sdr_thresholds=self.cfg.sdr_thresholds)
+            extra = dict(pck_thresholds=self.cfg.pck_thresholds, sdr_thresholds=self.cfg.sdr_thresholds,
+                         keypoints=self.cfg.keypoints, meta=self.cfg.meta, sigmas=self.cfg.sigmas)
         metrics = evaluate_split(self.spec, self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
                                  keypoint_info=self.info, flip_test=self.cfg.flip_test, output_dir=self.out / 'val',
                                  progress=False, **extra)
