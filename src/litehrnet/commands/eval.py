@@ -16,7 +16,7 @@ from ..cli import ArgParser, add_keypoint_flags, number_list, resolution, run_ma
 from ..data.datasets import DATASETS, dataset_spec
 from ..device import DEVICES, MODES, set_device
 from ..evaluate import EVALUATORS, evaluate_split, score_results
-from ..models.registry import check_input_size, create_model
+from ..models.registry import check_input_size, create_model, resolve_checkpoint
 
 EVAL_DATASETS = tuple(name for name, spec in DATASETS.items() if not spec.generate)  # the demo is for training
 
@@ -82,14 +82,14 @@ def run(args):
     if args.results_json:
         spec.check_keypoint_options(**options)
         return score_results(ann_file, args.results_json, args.output_path, drop_nonpositive=drop, **options)
-    info = spec.keypoint_info(ann_file, **options)  # the annotation file is checked before a model is built
     if not args.model_type or not args.checkpoint:
         raise UsageError("--model_type and --checkpoint are required (or --results_json to score a results file)")
     input_size = args.target_res or spec.input_size_hw
     check_input_size(args.model_type, *input_size)
+    resolve_checkpoint(args.checkpoint)  # a download (cached for create_model) fails here, first of the heavy work
+    info = spec.keypoint_info(ann_file, **options)  # the ground truth is checked before a model is built
     set_device(args.device_target, args.mode)
-    num_joints = info.num_joints
-    net = create_model(args.model_type, num_joints=num_joints, pretrained=args.checkpoint)
+    net = create_model(args.model_type, num_joints=info.num_joints, pretrained=args.checkpoint)
     settings = dict(flip_test=args.flip_test, post_process=args.post_process, batch_size=args.batch_size,
                     output_dir=args.output_path, progress=not args.no_progress)
     if spec.evaluator == 'mpii':
