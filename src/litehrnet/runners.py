@@ -147,7 +147,14 @@ def _backend_keypoints(meta, model, keypoints, keypoint_meta, sigmas):
     """The keypoint set: --keypoints NAME, else the one an export carries (older exports: its name), else
     COCO's; --meta and --sigmas applied."""
     if keypoints or 'keypoint_set' not in meta:
-        return apply_keypoint_options(keypoints or meta.get('keypoints', 'coco'), keypoint_meta, sigmas)
+        try:
+            return apply_keypoint_options(keypoints or meta.get('keypoints', 'coco'), keypoint_meta, sigmas)
+        except ValueError as e:
+            if keypoints:
+                raise
+            raise ValueError(f"{export_meta_path(model)}: names keypoint set {meta['keypoints']!r} without its "
+                             f"joints (an export older than the full keypoint set): give --keypoints NAME or "
+                             f"ANNOTATION.json, or export again ({e})") from None
     info = keypoint_info_from_dict(meta['keypoint_set'], str(export_meta_path(model)))
     return with_sigmas(override_with_meta(info, keypoint_meta), sigmas)
 

@@ -276,3 +276,11 @@ def test_train_refuses_bad_ground_truth_at_startup(crowdpose, tiny, tmp_path, ca
                          '--best_metric', 'nonsense', '--checkpoint_path', str(tmp_path / 'run2')])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "best_metric 'nonsense' is not a validation metric" in err[0], err
+
+
+def test_an_old_export_without_the_keypoint_set_says_what_to_do(tmp_path):
+    from litehrnet.runners import _backend_keypoints
+    model = tmp_path / 'm.onnx'
+    with pytest.raises(ValueError, match=r"names keypoint set 'person' without its joints.*--keypoints NAME"):
+        _backend_keypoints({'keypoints': 'person', 'num_joints': 14}, model, None, None, None)
+    assert _backend_keypoints({'keypoints': 'person'}, model, 'crowdpose', None, None).num_joints == 14

@@ -182,3 +182,14 @@ def test_keypoints_and_sigmas_options(tmp_path):
         load_ground_truth(path, keypoints='coco')
     gt = load_ground_truth(path, keypoints='crowdpose', meta={'sigmas': [0.07] * 14})
     assert list(gt.info.sigmas) == [0.07] * 14
+
+
+def test_keypoints_by_name_ignore_the_files_own_skeleton(tmp_path):
+    names = [f'joint{i}' for i in range(14)]
+    data = coco_file(names)
+    data['categories'][0]['skeleton'] = COCO_SKELETON_1_BASED  # does not fit 14 joints
+    path = write(tmp_path, data)
+    with pytest.raises(AnnotationError, match='skeleton pair'):
+        load_ground_truth(path)
+    gt = load_ground_truth(path, keypoints='crowdpose')  # the named set's values, the file's categories
+    assert gt.info.skeleton == keypoint_set('crowdpose').skeleton and gt.category_ids == [1]

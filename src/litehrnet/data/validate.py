@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import AnnotationError
 from ..fileio import read_json
-from ..keypoint_sets import keypoint_info as named_keypoint_info, keypoint_info_of_categories, keypoint_set
-from ..keypoints import UNIFORM_SIGMA, from_coco_category, keypoint_info_dict, load_meta
+from ..keypoint_sets import keypoint_info as named_keypoint_info, keypoint_info_of_categories
+from ..keypoints import UNIFORM_SIGMA, from_coco_category, keypoint_categories, keypoint_info_dict, load_meta
 
 AREA_FACTOR = 0.53  # mmpose 1.x: the area of a box-only annotation is 0.53 of its (clipped) box
 
@@ -167,15 +167,18 @@ def _keypoint_info(path, data, keypoints, meta, sigmas):
             raise AnnotationError(f"{path}: category record {i}: needs an object with an id")
     _duplicates(f"{path}", categories, 'category')
     try:
-        info, cat_ids = keypoint_info_of_categories(categories, str(path), meta)
-        if keypoints:
-            named = keypoint_set(keypoints)
-            if named.num_joints != info.num_joints:
-                raise AnnotationError(f"{path}: --keypoints {keypoints} has {named.num_joints} joints, the "
-                                      f"file's categories have {info.num_joints}")
-            from_file = info.notes
-            info = apply_keypoint_options(keypoints, meta, None)
-            info.notes += [n for n in from_file if 'categories share' in n]
+        if keypoints:  # named: the file's categories give the ids (and must agree), not the values
+            cats = keypoint_categories(categories, str(path))
+            info = apply_keypoint_options(keypoints, meta)
+            if info.num_joints != len(cats[0]['keypoints']):
+                raise AnnotationError(f"{path}: --keypoints {keypoints} has {info.num_joints} joints, the file's "
+                                      f"categories have {len(cats[0]['keypoints'])}")
+            cat_ids = [c['id'] for c in cats]
+            if len(cats) > 1:
+                info.notes.append(f"{path}: {len(cats)} categories share this keypoint set: "
+                                  + ', '.join(repr(c.get('name')) for c in cats))
+        else:
+            info, cat_ids = keypoint_info_of_categories(categories, str(path), meta)
     except (ValueError, OSError) as e:
         if isinstance(e, AnnotationError):
             raise
