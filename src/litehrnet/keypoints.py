@@ -107,10 +107,19 @@ def _ids(values, joint_names):
 def load_meta(path):
     """Read a keypoint metadata dict from a .json or .yaml/.yml file."""
     path = Path(path)
-    with open(path) as f:
-        if path.suffix in ('.yaml', '.yml'):
-            return yaml.safe_load(f) or {}
-        return json.load(f)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) if path.suffix in ('.yaml', '.yml') else json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: keypoint metadata file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: not readable keypoint metadata ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: keypoint metadata must be a mapping (flip_pairs, sigmas, ...), "
+                         f"got {type(data).__name__}")
+    return data
 
 
 def read_skeleton(pairs, num_joints, one_based, source):

@@ -193,3 +193,13 @@ def test_keypoints_by_name_ignore_the_files_own_skeleton(tmp_path):
         load_ground_truth(path)
     gt = load_ground_truth(path, keypoints='crowdpose')  # the named set's values, the file's categories
     assert gt.info.skeleton == keypoint_set('crowdpose').skeleton and gt.category_ids == [1]
+
+
+def test_a_broken_or_missing_meta_file_is_one_line_naming_it(tmp_path):
+    path = write(tmp_path, coco_file())
+    broken = tmp_path / 'meta.json'
+    broken.write_text('{"sigmas": [')
+    for meta, expected in ((broken, 'not readable keypoint metadata'), (tmp_path / 'no.yaml', 'not found')):
+        with pytest.raises(AnnotationError) as e:
+            load_ground_truth(path, meta=str(meta))
+        assert str(meta) in str(e.value) and expected in str(e.value) and '\n' not in str(e.value)
