@@ -70,8 +70,9 @@ class Annotator:
     `warn(message)`, when given, is told about skipped files (the first MAX_WARNINGS; run.json lists all).
     """
 
-    def __init__(self, predictor, box_source, out_dir, kpt_thr=0.3, progress=True, warn=None):
+    def __init__(self, predictor, box_source, out_dir, kpt_thr=0.3, progress=True, warn=None, category_id=1):
         self.predictor = predictor
+        self.category_id = category_id
         self.warn = warn or (lambda message: None)
         self.box_source = box_source
         self.out = Path(out_dir)
@@ -97,7 +98,9 @@ class Annotator:
         write_results_json(self.out / RESULTS_FILE, results)
         _write_json(self.out / RUN_FILE, dict(
             settings or {}, **stats, results_file=RESULTS_FILE, kpt_thr=self.kpt_thr,
-            image_ids='1, 2, ... over the images processed in sorted path order (video: frame index + 1)'))
+            image_ids=("the box file's image ids (numeric file names or --ann_file's file_name)"
+                       if getattr(self.box_source, 'has_image_ids', False) else
+                       '1, 2, ... over the images processed in sorted path order (video: frame index + 1)')))
         return stats
 
     def _skip(self, stats, rel, reason):
@@ -146,11 +149,13 @@ class Annotator:
         return dict(bbox=[float(v) for v in person['bbox']], box_score=person['box_score'], score=person['score'],
                     keypoints={n: [float(v) for v in k] for n, k in zip(self.names, person['keypoints'])})
 
-    def _record(self, image_id, persons, stats, results):
+    def _record(self, image_id, persons, stats, results, category_id=None):
         """Count the people of one image and add them to the COCO results; their JSON form."""
         stats['persons'] += len(persons)
         stats['without_persons'] += not persons
-        results.extend(dict(image_id=image_id, category_id=1, keypoints=p['keypoints'], score=p['score'])
+        if image_id is None:  # an image the box file has no id for: it has no boxes either
+            return [self._person_json(p) for p in persons]
+        results.extend(dict(image_id=image_id, category_id=category_id or self.category_id, keypoints=p['keypoints'], score=p['score'])
                        for p in persons)
         return [self._person_json(p) for p in persons]
 
@@ -160,8 +165,9 @@ class Annotator:
         return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
 
     def _images(self, plan, stats, results):
+        file_ids = getattr(self.box_source, 'has_image_ids', False)
         for rel, image, persons in self._predict(self._read_images(plan, stats)):
-            image_id = len(stats['images']) + 1
+            image_id = self.box_source.image_id(rel) if file_ids else len(stats['images']) + 1
             height, width = image.shape[:2]
             stats['images'].append(dict(id=image_id, file_name=rel.as_posix(), width=width, height=height))
             target = self.out / rel
@@ -170,7 +176,9 @@ class Annotator:
                 raise ValueError(f"{target}: could not write the drawn image")
             _write_json(target.with_name(target.name + '.json'), dict(
                 file_name=rel.as_posix(), image_id=image_id, width=width, height=height,
-                box_source=self.box_source.description, persons=self._record(image_id, persons, stats, results)))
+                box_source=self.box_source.description,
+                persons=self._record(image_id, persons, stats, results,
+                                     self.box_source.category_of(rel) if file_ids else None)))
 
     def _frames(self, capture, rel):
         """(name, RGB frame) of every frame of an open video."""

@@ -41,6 +41,16 @@ def number_list(kind):
     return parse
 
 
+def add_keypoint_flags(parser):
+    """--keypoints, --meta and --sigmas: the same three flags in every command line."""
+    parser.add_argument('--keypoints', help='keypoint set: a built-in name (coco, mpii, mpii_trb, crowdpose, aic, '
+                                            'ochuman, atrw, animalpose, ap10k, coco_wholebody_body) or a COCO-format '
+                                            'annotation json (default: recognised from the annotation file, or coco)')
+    parser.add_argument('--meta', help='keypoint metadata .json/.yaml over the set\'s values (flip_pairs, skeleton, '
+                                       'sigmas, upper/lower body ids, joint_weights)')
+    parser.add_argument('--sigmas', type=number_list(float), help='OKS sigmas, comma-separated, one per joint')
+
+
 def run_main(prog, run, args):
     """`run(args)`'s exit code; bad input (ValueError, KeyError, OSError) and a failed download (DownloadError)
     become one line on stderr and exit code 2."""

@@ -108,16 +108,20 @@ class BoxFile:
     Two layouts: a {file_name: [[x, y, w, h, score], ...]} object (file_name relative to the input
     folder, or a bare name; a box without a score scores 1), or COCO detection results
     [{image_id, category_id, bbox, score}, ...] (person category only) whose image_id is matched to
-    the number in a file's name, as in COCO's 000000000785.jpg. An image the file does not mention
-    has no boxes.
+    the number in a file's name, as in COCO's 000000000785.jpg, or through `image_ids` ({file_name:
+    image id}, from an annotation file) when names are not numbers (AIC's hashes). An image the file
+    does not mention has no boxes. `category_ids`: the detection categories kept (default: person).
+    With COCO detection results, `image_id(rel_path)` gives the file's image id of an image.
     """
 
-    def __init__(self, path, bbox_thr=0.3):
+    def __init__(self, path, bbox_thr=0.3, image_ids=None, category_ids=(PERSON_CATEGORY,)):
         path = Path(path)
+        self.image_ids = dict(image_ids or {})
+        self.category_ids = set(category_ids)
         self.description = f'box file {path.name} (score > {bbox_thr:g})'
         data = read_json(path, "box file")
         try:
-            self.by_key = self._by_name(data) if isinstance(data, dict) else self._by_image_id(data)
+            self.by_key = self._by_name(data) if isinstance(data, dict) else self._by_image_id(data, self.category_ids)
             # a non-finite score is kept here so that clean_boxes reports it instead of a silent drop
             self.by_key = {k: _as_arrays([r for r in rows if not r[4] <= bbox_thr])
                            for k, rows in self.by_key.items()}
@@ -125,38 +129,57 @@ class BoxFile:
             raise ValueError(f"{path}: expected {{file_name: [[x, y, w, h, score], ...]}} or COCO detection "
                              f"results [{{image_id, category_id, bbox, score}}, ...]") from None
         self.path = path
+        self.has_image_ids = isinstance(data, list)
 
     @staticmethod
     def _by_name(data):
         return {PurePosixPath(str(k)).as_posix(): [[float(v) for v in row] + [1.0] * (len(row) == 4)
                                                    for row in rows] for k, rows in data.items()}
 
-    @staticmethod
-    def _by_image_id(data):
-        out = {}
+    def _by_image_id(self, data, category_ids):
+        out, self.categories = {}, {}
         for det in data:
-            if det['category_id'] == PERSON_CATEGORY:
+            if det['category_id'] in category_ids:
                 row = [float(v) for v in det['bbox']] + [float(det['score'])]
                 out.setdefault(int(det['image_id']), []).append(row)
+                self.categories.setdefault(int(det['image_id']), []).append(det['category_id'])
         return out
 
-    def boxes(self, image_rgb, rel_path):
-        """Boxes of the image at rel_path (relative to the input folder): by path, bare name or numeric id."""
+    def category_of(self, rel_path):
+        """The most frequent detection category of an image (its results are written under it), or None."""
+        cats = getattr(self, 'categories', {}).get(self._key(rel_path))
+        return max(set(cats), key=cats.count) if cats else None
+
+    def _key(self, rel_path):
         rel = PurePosixPath(Path(rel_path).as_posix())
         for key in (rel.as_posix(), rel.name):
             if key in self.by_key:
-                return self.by_key[key]
-        if rel.stem.isdigit() and int(rel.stem) in self.by_key:
-            return self.by_key[int(rel.stem)]
-        return _empty()
+                return key
+        if not self.has_image_ids:
+            return None
+        for key in (rel.as_posix(), rel.name):
+            if key in self.image_ids:
+                return self.image_ids[key]
+        return int(rel.stem) if rel.stem.isdigit() else None
+
+    def image_id(self, rel_path):
+        """The image id a COCO detection-results file gives the image (numeric name or --ann_file's
+        file_name), or None (a {file_name: boxes} file, or an image it cannot name)."""
+        return self._key(rel_path) if self.has_image_ids else None
+
+    def boxes(self, image_rgb, rel_path):
+        """Boxes of the image at rel_path (relative to the input folder): by path, bare name, numeric id or
+        the annotation file's id of its file_name."""
+        key = self._key(rel_path)
+        return self.by_key[key] if key in self.by_key else _empty()
 
 
-def make_box_source(bbox_file=None, bbox_thr=0.3, detector=None):
+def make_box_source(bbox_file=None, bbox_thr=0.3, detector=None, image_ids=None, category_ids=(PERSON_CATEGORY,)):
     """The box source the command line asks for: a box file, 'hog', or (neither) the whole image."""
     if bbox_file and detector:
         raise ValueError("give either a box file or a detector, not both")
     if bbox_file:
-        return BoxFile(bbox_file, bbox_thr)
+        return BoxFile(bbox_file, bbox_thr, image_ids, category_ids)
     if detector == 'hog':
         return HogDetector()
     if detector:
@@ -169,7 +192,8 @@ def _bad(path, i, what):
 
 
 def detector_person_records(bbox_file, coco, cat_id=1):
-    """Detector boxes of category cat_id from a COCO detection-results JSON, by image; the count ignored.
+    """Detector boxes of category cat_id (an id, or the ids of a keypoint set's categories) from a COCO
+    detection-results JSON, by image; the count ignored.
 
     Boxes of images absent from the annotations (a detection file for a larger split) and boxes of
     zero width or height are ignored and counted.
@@ -178,11 +202,12 @@ def detector_person_records(bbox_file, coco, cat_id=1):
     dets = read_json(path, "detection (bbox) file")
     if not isinstance(dets, list):
         raise ValueError(f"{path}: expected a JSON list of detections, got {type(dets).__name__}")
+    cat_ids = {cat_id} if isinstance(cat_id, int) else set(cat_id)
     jobs, ignored = defaultdict(list), 0
     for i, det in enumerate(dets):
         if not isinstance(det, dict) or any(k not in det for k in ('bbox', 'category_id', 'image_id', 'score')):
             raise _bad(path, i, "is not an object with bbox, category_id, image_id and score")
-        if det['category_id'] != cat_id:
+        if det['category_id'] not in cat_ids:
             continue
         try:
             box = np.asarray(det['bbox'], dtype=np.float64)
@@ -194,7 +219,9 @@ def detector_person_records(bbox_file, coco, cat_id=1):
         if det['image_id'] not in coco.imgs or box[2] <= 0 or box[3] <= 0:
             ignored += 1
             continue
-        jobs[det['image_id']].append(dict(image_id=det['image_id'], bbox=box, box_score=score))
+        jobs[det['image_id']].append(dict(image_id=det['image_id'], bbox=box, box_score=score,
+                                          category_id=det['category_id']))
     if not jobs:
-        raise ValueError(f"{path}: no detection of category {cat_id} on an image of the annotations")
+        named = ', '.join(map(str, sorted(cat_ids)))
+        raise ValueError(f"{path}: no detection of category {named} on an image of the annotations")
     return jobs, ignored

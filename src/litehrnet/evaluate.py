@@ -18,12 +18,12 @@ import numpy as np
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from .data.coco import keypoint_info_of
 from .data.mpii import default_gt_mat, load_mpii_annotations, mpii_center_scale
 from .data.transforms import clean_coco_box, preprocess
+from .data.validate import load_ground_truth, sigma_record
 from .detection import detector_person_records
-from .evaluation import (bbox_size, coco_keypoint_eval, coco_table, epe, load_results, mre, pck, pckh,
-                         rescore_and_nms, sdr, write_results_json)
+from .evaluation import (bbox_size, coco_table, epe, load_results, mre, pck, pckh, rescore_and_nms,
+                         score_keypoints, sdr, write_results_json)
 from .evaluation.pckh import GROUPS
 from .fileio import write_json_atomic
 from .keypoints import MPII_16
@@ -65,36 +65,41 @@ def _predict_images(predictor, jobs, crop_fn, progress):
     return done, skipped
 
 
-def load_coco(ann_file):
-    """pycocotools COCO of an annotation file, quietly; a one-line ValueError when missing or broken."""
-    if not Path(ann_file).is_file():
-        raise ValueError(f"{ann_file}: annotation file not found")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(ann_file))
-    except (json.JSONDecodeError, UnicodeDecodeError, AssertionError, KeyError, TypeError) as e:
-        raise ValueError(f"{ann_file}: not a COCO annotation file ({type(e).__name__} {e})") from None
+def load_coco(ann_file, keypoints=None, meta=None, sigmas=None):
+    """(pycocotools COCO, data.validate.GroundTruth) of an annotation file checked by the one validator
+    (one-line AnnotationError naming the file, the record and the reason)."""
+    gt = load_ground_truth(ann_file, keypoints, meta, sigmas)
+    coco = COCO()
+    coco.dataset = dict(gt.data, annotations=gt.keypoint_annotations())  # the keypoint set's categories only
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, gt
 
 
-def keypoint_set(coco, ann_file, meta=None):
-    """(KeypointInfo, category id) of a COCO object's first category with keypoints (COCO_17 for COCO's person)."""
-    return keypoint_info_of(coco.dataset, ann_file, meta)
-
-
-def gt_person_records(coco, cat_id):
-    """Ground-truth boxes as mmpose 0.13: non-crowd, keypoints not all zero, cleaned box with area > 0."""
+def gt_person_records(coco, cat_ids):
+    """Ground-truth boxes as mmpose 0.13: non-crowd, keypoints not all zero, cleaned box with area > 0,
+    of the categories cat_ids (an id or a collection: AP-10K's species share one keypoint set)."""
+    cat_ids = {cat_ids} if isinstance(cat_ids, int) else set(cat_ids)
     jobs = defaultdict(list)
     for ann in coco.dataset['annotations']:
+        if ann.get('category_id') not in cat_ids:
+            continue
         kpts = np.asarray(ann.get('keypoints') or [0], dtype=np.float64)
-        if (ann.get('category_id') != cat_id or ann.get('iscrowd', 0) or kpts.max() <= 0
-                or ann.get('num_keypoints', 1) == 0 or ann.get('area', 1) <= 0):
+        if ann.get('iscrowd', 0) or kpts.max() <= 0 or ann.get('num_keypoints', 1) == 0 or ann.get('area', 1) <= 0:
             continue
         img = coco.imgs[ann['image_id']]
         box = clean_coco_box(ann['bbox'], img['width'], img['height'])
         if box is not None:
             jobs[ann['image_id']].append(dict(image_id=ann['image_id'], bbox=box, box_score=1.0,
+                                              category_id=ann['category_id'],
                                               gt_keypoints=kpts.reshape(-1, 3), gt_bbox=ann['bbox']))
     return jobs
+
+
+def _ground_truth_record(gt, info):
+    """What metrics.json records about the ground truth and the keypoint set's sigmas."""
+    return dict(sigma_record(info), category_ids=list(gt.category_ids), annotation_notes=list(gt.notes),
+                num_crowd_annotations=gt.num_crowd)
 
 
 def _landmark_metrics(records, pck_thresholds, sdr_thresholds):
@@ -121,7 +126,8 @@ def _skip_summary(skipped):
 
 def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_test=True, post_process='default',
                   batch_size=32, oks_thr=0.9, soft_nms=False, output_dir=None, keypoint_info=None, progress=True,
-                  pck_thresholds=(), sdr_thresholds=()):
+                  pck_thresholds=(), sdr_thresholds=(), keypoints=None, meta=None, sigmas=None,
+                  drop_nonpositive=True):
     """COCO keypoint AP of `net` on a COCO-format set, with ground-truth boxes (bbox_file None) or detector boxes.
 
     Per image: predict every box, rescore, OKS-NMS (the set's sigmas; oks_thr None skips it). Writes
@@ -130,13 +136,12 @@ def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_t
     sdr_thresholds add PCK@t, EPE, MRE and SDR@t of the per-box predictions (custom keypoint sets).
     The network's train/eval mode is restored afterwards.
     """
-    coco = load_coco(ann_file)
-    found, cat_id = keypoint_set(coco, ann_file)
-    info = keypoint_info or found
+    coco, gt = load_coco(ann_file, keypoints, meta, sigmas)
+    info = keypoint_info or gt.info
     if bbox_file is None:
-        jobs, ignored = gt_person_records(coco, cat_id), 0
+        jobs, ignored = gt_person_records(coco, gt.category_ids), 0
     else:
-        jobs, ignored = detector_person_records(bbox_file, coco, cat_id)
+        jobs, ignored = detector_person_records(bbox_file, coco, gt.category_ids)
     was_training = bool(getattr(net, 'training', False))
     predictor = TopDownPredictor(net, input_size_hw, info, flip_test, post_process, batch_size)
 
@@ -151,12 +156,10 @@ def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_t
         done, skipped = _predict_images(predictor, image_jobs, crop_fn, progress)
     finally:
         net.set_train(was_training)
-    persons = [dict(image_id=r['image_id'], keypoints=r['keypoints'], score=r['box_score'], area=r['area'])
-               for r in done]
+    persons = [dict(image_id=r['image_id'], keypoints=r['keypoints'], score=r['box_score'], area=r['area'],
+                    category_id=r.get('category_id', gt.category_ids[0])) for r in done]
     results = rescore_and_nms(persons, oks_thr, sigmas=info.sigmas, soft=soft_nms)
-    for r in results:
-        r['category_id'] = cat_id
-    metrics = coco_keypoint_eval(coco, results, sigmas=info.sigmas)
+    metrics, counts = score_keypoints(coco, results, info.sigmas, gt.category_ids, drop_nonpositive)
     if bbox_file is None and (pck_thresholds or sdr_thresholds) and done:
         metrics.update(_landmark_metrics(done, pck_thresholds, sdr_thresholds))
     metrics.update(
@@ -164,7 +167,7 @@ def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_t
         bbox_file=None if bbox_file is None else str(bbox_file), ann_file=str(ann_file), img_root=str(img_root),
         input_size=list(predictor.input_size_hw), flip_test=predictor.flip_test, post_process=post_process,
         oks_thr=oks_thr, soft_nms=bool(soft_nms), num_images=len(image_jobs), num_boxes=len(persons),
-        num_boxes_ignored=ignored, num_results=len(results), **_skip_summary(skipped))
+        num_boxes_ignored=ignored, **counts, **_ground_truth_record(gt, info), **_skip_summary(skipped))
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         write_results_json(Path(output_dir) / 'results_keypoints.json', results)
@@ -172,14 +175,17 @@ def evaluate_coco(net, ann_file, img_root, input_size_hw, bbox_file=None, flip_t
     return metrics
 
 
-def score_results(ann_file, results_json, output_dir=None, keypoint_info=None):
-    """COCO keypoint AP of an existing results file (validated first); writes metrics.json to output_dir."""
-    coco = load_coco(ann_file)
-    info = keypoint_info or keypoint_set(coco, ann_file)[0]
+def score_results(ann_file, results_json, output_dir=None, keypoint_info=None, keypoints=None, meta=None,
+                  sigmas=None, drop_nonpositive=True):
+    """COCO keypoint AP of an existing results file (both files validated first); writes metrics.json to
+    output_dir. The metrics count what was scored and what was dropped, and why."""
+    coco, gt = load_coco(ann_file, keypoints, meta, sigmas)
+    info = keypoint_info or gt.info
     results = load_results(results_json, coco, info.num_joints)
-    metrics = coco_keypoint_eval(coco, results, sigmas=info.sigmas)
-    metrics.update(dataset=info.name, box_source='results file', results_json=str(results_json),
-                   ann_file=str(ann_file), num_results=len(results))
+    metrics, counts = score_keypoints(coco, results, info.sigmas, gt.category_ids, drop_nonpositive)
+    metrics.update(dataset=info.name, keypoint_set_notes=list(info.notes), box_source='results file',
+                   results_json=str(results_json), ann_file=str(ann_file), **counts,
+                   **_ground_truth_record(gt, info))
     if output_dir is not None:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         _write_json(Path(output_dir) / 'metrics.json', metrics)
@@ -255,12 +261,16 @@ def coco_summary(metrics):
            f"AP75 {metrics['AP75']:.3f}, AR {metrics['AR']:.3f})"
     extra = ''.join(f", {k} {v:.3f}" for k, v in metrics.items() if k.startswith(('PCK@', 'SDR@')))
     extra += ''.join(f", {k} {metrics[k]:.2f} px" for k in ('EPE', 'MRE') if k in metrics)
+    dropped = metrics.get('num_results_dropped', 0)
+    scored = (f"{metrics['num_results_scored']} of {metrics['num_results']} results "
+              f"({dropped} with every keypoint score <= 0 dropped, as xtcocotools does)" if dropped
+              else f"{metrics['num_results_scored']} results")
     if metrics['box_source'] == 'results file':
-        return f"{head}{extra}: scored {metrics['num_results']} results from {metrics['results_json']}"
+        return f"{head}{extra}: scored {scored} from {metrics['results_json']}"
     source = BOX_SOURCES[metrics['box_source']] if name == 'COCO' else \
         f"{'ground-truth' if metrics['box_source'] == 'gt' else 'detector'} boxes"
     return (f"{head}{extra} on {metrics['num_images'] - skipped} images, {metrics['num_boxes']} boxes, "
-            f"{source}; flip test {'on' if metrics['flip_test'] else 'off'}, "
+            f"{source}, scored {scored}; flip test {'on' if metrics['flip_test'] else 'off'}, "
             f"{metrics['post_process']} decoding{tail}")
 
 

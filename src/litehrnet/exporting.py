@@ -3,7 +3,7 @@
 `FlipTestNet` computes in one graph exactly what `TopDownPredictor` does for the flip test, so an
 exported model can be used without any flip logic around it. Files are written under a temporary
 name and renamed, and a JSON description (input size, batch size, keypoint set, whether the flip
-test is inside) is written beside the model for `runners` and `src/infer.py`.
+test is inside) and the full keypoint set (names, flip pairs, skeleton, sigmas) is written beside the model for `runners` and `src/infer.py`.
 """
 import os
 import shutil
@@ -15,7 +15,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from .codec import OFFICIAL_STRIDE, flip_shift
-from .keypoints import flip_indices
+from .keypoints import flip_indices, keypoint_info_dict
 from .runners import export_meta_path
 from .fileio import write_json_atomic
 
@@ -83,6 +83,6 @@ def export_network(net, input_size_hw, batch_size, file_format, path, keypoint_i
                 heatmap_size=[int(input_size_hw[0]) // stride, int(input_size_hw[1]) // stride],
                 heatmap_sigma=getattr(net, 'heatmap_sigma', None),
                 batch_size=int(batch_size), num_joints=keypoint_info.num_joints, keypoints=keypoint_info.name,
-                flip_test=bool(flip_test), mindspore_version=ms.__version__)
+                keypoint_set=keypoint_info_dict(keypoint_info), flip_test=bool(flip_test), mindspore_version=ms.__version__)
     write_json_atomic(export_meta_path(path), meta, indent=2)
     return path

@@ -107,10 +107,19 @@ def _ids(values, joint_names):
 def load_meta(path):
     """Read a keypoint metadata dict from a .json or .yaml/.yml file."""
     path = Path(path)
-    with open(path) as f:
-        if path.suffix in ('.yaml', '.yml'):
-            return yaml.safe_load(f) or {}
-        return json.load(f)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) if path.suffix in ('.yaml', '.yml') else json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: keypoint metadata file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"{path}: not readable keypoint metadata ({str(e).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: keypoint metadata must be a mapping (flip_pairs, sigmas, ...), "
+                         f"got {type(data).__name__}")
+    return data
 
 
 def read_skeleton(pairs, num_joints, one_based, source):
@@ -211,6 +220,36 @@ def from_coco_category(category, meta=None, source=None):
                         skeleton=skeleton, flip_pairs=flip_pairs, upper_body_ids=upper,
                         lower_body_ids=lower, sigmas=sigmas, joint_weights=joint_weights,
                         notes=notes)
+
+
+def keypoint_info_dict(info):
+    """A keypoint set as JSON-ready data (what exports carry, so a model file needs nothing else)."""
+    return dict(name=info.name, joint_names=list(info.joint_names), skeleton=[list(map(int, p)) for p in info.skeleton],
+                flip_pairs=[list(map(int, p)) for p in info.flip_pairs],
+                upper_body_ids=[int(i) for i in info.upper_body_ids], lower_body_ids=[int(i) for i in info.lower_body_ids],
+                sigmas=[float(s) for s in info.sigmas], joint_weights=[float(w) for w in info.joint_weights])
+
+
+def keypoint_info_from_dict(data, source='keypoint set'):
+    """The KeypointInfo of `keypoint_info_dict`'s data; a one-line ValueError naming `source` when it is not."""
+    try:
+        names = [str(n) for n in data['joint_names']]
+        k = len(names)
+        skeleton, _ = read_skeleton(data.get('skeleton', []), k, False, source)
+        flip_pairs = [[int(a), int(b)] for a, b in data.get('flip_pairs', [])]
+        info = KeypointInfo(name=str(data.get('name', 'custom')), joint_names=names, skeleton=skeleton,
+                            flip_pairs=flip_pairs, upper_body_ids=tuple(int(i) for i in data.get('upper_body_ids', ())),
+                            lower_body_ids=tuple(int(i) for i in data.get('lower_body_ids', ())),
+                            sigmas=np.asarray(data.get('sigmas', [UNIFORM_SIGMA] * k), dtype=np.float64),
+                            joint_weights=np.asarray(data.get('joint_weights', [1.0] * k), dtype=np.float32))
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ValueError) and str(e).startswith(str(source)):
+            raise
+        raise ValueError(f"{source}: not a keypoint set description ({type(e).__name__}: {e})") from None
+    bad = [p for p in flip_pairs if not all(0 <= j < k for j in p)]
+    if bad or len(info.sigmas) != k or len(info.joint_weights) != k:
+        raise ValueError(f"{source}: flip pairs, sigmas or joint_weights do not fit {k} joints")
+    return info
 
 
 def get_keypoint_info(name, meta=None):

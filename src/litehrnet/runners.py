@@ -8,6 +8,7 @@ batch is padded to it) and may carry the flip test inside; `src/export.py` recor
 input size and keypoint set, in a JSON file beside the model (`export_meta_path`).
 """
 import json
+import re
 from pathlib import Path
 
 import mindspore as ms
@@ -15,7 +16,10 @@ import numpy as np
 from mindspore import nn
 
 from .data.datasets import DATASETS
-from .keypoints import get_keypoint_info
+from .data.validate import apply_keypoint_options, override_with_meta, with_sigmas
+from .errors import CheckpointError
+from .keypoint_sets import KNOWN_SETS
+from .keypoints import keypoint_info_from_dict
 from .predictor import TopDownPredictor
 from .models.registry import check_input_size, create_model
 
@@ -144,8 +148,40 @@ def _exported_meta(backend, model, checkpoint):
     return read_export_meta(model)
 
 
+def _backend_keypoints(meta, model, keypoints, keypoint_meta, sigmas):
+    """The keypoint set: --keypoints NAME, else the one an export carries (older exports: its name), else
+    COCO's; --meta and --sigmas applied."""
+    if keypoints or 'keypoint_set' not in meta:
+        try:
+            return apply_keypoint_options(keypoints or meta.get('keypoints', 'coco'), keypoint_meta, sigmas)
+        except ValueError as e:
+            if keypoints:
+                raise
+            raise ValueError(f"{export_meta_path(model)}: names keypoint set {meta['keypoints']!r} without its "
+                             f"joints (an export older than the full keypoint set): give --keypoints NAME or "
+                             f"ANNOTATION.json, or export again ({e})") from None
+    info = keypoint_info_from_dict(meta['keypoint_set'], str(export_meta_path(model)))
+    return with_sigmas(override_with_meta(info, keypoint_meta), sigmas)
+
+
+def _native_model(model_type, info, checkpoint):
+    """The mindspore backend's network; a checkpoint of another joint count says which --keypoints fit it."""
+    try:
+        return create_model(model_type, num_joints=info.num_joints, pretrained=checkpoint)
+    except CheckpointError as e:
+        found = re.search(r"keypoint_head\.final_layer\.\w+: file \((\d+)", str(e))
+        if not found:
+            raise
+        k = int(found.group(1))
+        fits = [s.key for s in KNOWN_SETS.values() if s.info.num_joints == k]
+        raise CheckpointError(f"{e}; the checkpoint predicts {k} joints, keypoint set '{info.name}' has "
+                              f"{info.num_joints}: give --keypoints NAME"
+                              + (f" ({' / '.join(fits)})" if fits else '')
+                              + " or --keypoints ANNOTATION.json") from None
+
+
 def open_backend(backend, model=None, model_type='litehrnet_18', checkpoint=None, keypoints=None,
-                 input_size_hw=None, flip_test=True, batch_size=16):
+                 input_size_hw=None, flip_test=True, batch_size=16, meta=None, sigmas=None):
     """A runner for the backend and the settings to run it with, from the arguments and the export description.
 
     Returns (runner, settings): input_size_hw, keypoint_info, flip_test (for the predictor: off when
@@ -153,15 +189,16 @@ def open_backend(backend, model=None, model_type='litehrnet_18', checkpoint=None
     Exported models take their input size, batch size and keypoint set from their description (or,
     for ONNX, the model's input); an explicit argument that contradicts them is an error.
     """
-    meta = _exported_meta(backend, model, checkpoint)
-    info = get_keypoint_info(keypoints or meta.get('keypoints', 'coco'))
+    exported = _exported_meta(backend, model, checkpoint)
+    info = _backend_keypoints(exported, model, keypoints, meta, sigmas)
+    meta = exported
     if meta.get('num_joints', info.num_joints) != info.num_joints:
         raise ValueError(f"{model} predicts {meta['num_joints']} joints but keypoint set '{info.name}' "
                          f"has {info.num_joints}")
     if backend == 'mindspore':
         size = tuple(input_size_hw or DEFAULT_INPUT_SIZE)
         check_input_size(model_type, *size)
-        runner = CellRunner(create_model(model_type, num_joints=info.num_joints, pretrained=checkpoint))
+        runner = CellRunner(_native_model(model_type, info, checkpoint))
     else:
         runner = MindirRunner(model, meta.get('batch_size') or batch_size) if backend == 'mindir' else OnnxRunner(model)
         model_size = tuple(meta.get('input_size') or getattr(runner, 'input_size_hw', ())) or None

@@ -226,7 +226,7 @@ def test_preset_layout_and_up_front_checks(mpii):
     train_ann, train_img, val_ann, val_img = dataset_splits(cfg)
     assert (train_ann, val_ann) == (mpii / 'annotations' / 'mpii_train.json', mpii / 'annotations' / 'mpii_val.json')
     assert train_img == val_img == mpii / 'images'
-    with pytest.raises(ValueError, match='meta is for custom'):
+    with pytest.raises(ValueError, match='mpii uses its built-in keypoint set'):
         make_config('mpii', meta='x.json')
     records = json.loads(val_ann.read_text())
     val_ann.write_text(json.dumps(records[:3]))

@@ -12,11 +12,11 @@ the published numbers use detector boxes. Bad input exits with code 2 and one li
 from pathlib import Path
 
 from . import program_name
-from ..cli import ArgParser, number_list, resolution, run_main, str2bool
+from ..cli import ArgParser, add_keypoint_flags, number_list, resolution, run_main, str2bool
 from ..data.datasets import DATASETS, dataset_spec
 from ..device import DEVICES, MODES, set_device
 from ..evaluate import EVALUATORS, evaluate_split, score_results
-from ..models.registry import check_input_size, create_model
+from ..models.registry import check_input_size, create_model, resolve_checkpoint
 
 EVAL_DATASETS = tuple(name for name, spec in DATASETS.items() if not spec.generate)  # the demo is for training
 
@@ -46,9 +46,13 @@ def parse_args(argv=None, prog='eval.py'):
     p.add_argument('--device_target', choices=DEVICES, default='CPU')
     p.add_argument('--mode', choices=MODES, default='graph', help='MindSpore execution mode')
     p.add_argument('--results_json', help='score this COCO results file against --ann_file (no model is built)')
-    p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
-    p.add_argument('--pck_thresholds', type=number_list(float), default=(0.05, 0.1, 0.2), help='custom: PCK thresholds')
-    p.add_argument('--sdr_thresholds', type=number_list(float), default=(), help='custom: MRE and SDR at these pixel radii')
+    add_keypoint_flags(p)
+    p.add_argument('--zero_score_results', choices=('drop', 'keep'), default='drop',
+                   help='results whose keypoint scores are all <= 0: drop (xtcocotools, the official protocol; '
+                        'counted in metrics.json) or keep (pycocotools)')
+    p.add_argument('--pck_thresholds', type=number_list(float), default=(0.05, 0.1, 0.2),
+                   help='COCO-format, ground-truth boxes: PCK thresholds (with EPE)')
+    p.add_argument('--sdr_thresholds', type=number_list(float), default=(), help='... and MRE and SDR at these pixel radii')
     p.add_argument('--mpii_gt', help='MPII: mpii_gt_val.mat (default: beside the annotation file)')
     p.add_argument('--mean01_thr', type=float, default=0.1,
                    help='MPII: threshold of Mean@0.1 (0.11 reproduces the official README, an old mmpose bug)')
@@ -74,23 +78,27 @@ def run(args):
     """Evaluate as the arguments say; returns the metrics."""
     spec = dataset_spec(args.dataset)
     ann_file, img_dir = dataset_paths(args)
-    info = spec.keypoint_info(ann_file, args.meta) if spec.takes_meta else None
+    options = dict(keypoints=args.keypoints, meta=args.meta, sigmas=args.sigmas)
+    drop = args.zero_score_results == 'drop'
     if args.results_json:
-        return score_results(ann_file, args.results_json, args.output_path, info)
+        spec.check_keypoint_options(**options)
+        return score_results(ann_file, args.results_json, args.output_path, drop_nonpositive=drop, **options)
     if not args.model_type or not args.checkpoint:
         raise UsageError("--model_type and --checkpoint are required (or --results_json to score a results file)")
     input_size = args.target_res or spec.input_size_hw
     check_input_size(args.model_type, *input_size)
+    resolve_checkpoint(args.checkpoint)  # a download (cached for create_model) fails here, first of the heavy work
+    info = spec.keypoint_info(ann_file, **options)  # the ground truth is checked before a model is built
     set_device(args.device_target, args.mode)
-    num_joints = (info or spec.keypoint_info()).num_joints
-    net = create_model(args.model_type, num_joints=num_joints, pretrained=args.checkpoint)
+    net = create_model(args.model_type, num_joints=info.num_joints, pretrained=args.checkpoint)
     settings = dict(flip_test=args.flip_test, post_process=args.post_process, batch_size=args.batch_size,
                     output_dir=args.output_path, progress=not args.no_progress)
     if spec.evaluator == 'mpii':
         settings.update(gt_mat=args.mpii_gt, mean01_thr=args.mean01_thr)
     else:
-        settings.update(bbox_file=args.bbox_file, oks_thr=args.oks_thr, soft_nms=args.soft_nms)
-        if info:
+        settings.update(bbox_file=args.bbox_file, oks_thr=args.oks_thr, soft_nms=args.soft_nms,
+                        drop_nonpositive=drop)
+        if info.name != 'coco':  # landmark metrics of the other sets
             settings.update(pck_thresholds=args.pck_thresholds, sdr_thresholds=args.sdr_thresholds)
     return evaluate_split(spec, net, ann_file, img_dir, input_size, keypoint_info=info, **settings)
 
@@ -100,7 +108,7 @@ def report(args):
     metrics = run(args)
     evaluator = EVALUATORS['coco' if args.results_json else dataset_spec(args.dataset).evaluator]
     print(evaluator.tables(metrics))
-    for note in metrics.get('keypoint_set_notes', []):
+    for note in metrics.get('keypoint_set_notes', []) + metrics.get('annotation_notes', []):
         print(f"note: {note}")
     print(evaluator.summary(metrics))
     print(f"metrics written to {Path(args.output_path) / 'metrics.json'}")

@@ -11,10 +11,10 @@ renamed; `<output>.json` beside it describes it for src/infer.py (--backend mind
 Bad input exits with code 2 and one line on stderr.
 """
 from . import program_name
-from ..cli import ArgParser, resolution, run_main, str2bool
+from ..cli import ArgParser, add_keypoint_flags, resolution, run_main, str2bool
+from ..data.validate import apply_keypoint_options
 from ..device import DEVICES, set_device
 from ..exporting import SUFFIXES, export_network
-from ..keypoints import get_keypoint_info
 from ..models.registry import check_input_size, create_model
 
 
@@ -23,7 +23,7 @@ def parse_args(argv=None, prog='export.py'):
     p.add_argument('--model_type', default='litehrnet_18', help='model type (or alias, or architecture .json/.yaml)')
     p.add_argument('--target_res', type=resolution, default=(256, 192), help='input HxW (default 256x192)')
     p.add_argument('--checkpoint', required=True, help='checkpoint file (any supported format) or published name')
-    p.add_argument('--keypoints', default='coco', help='keypoint set: coco, mpii, or a COCO-format annotation json')
+    add_keypoint_flags(p)
     p.add_argument('--file_format', type=str.upper, choices=tuple(SUFFIXES), default='MINDIR')
     p.add_argument('--batch_size', type=int, default=1, help='the fixed batch size of the exported model')
     p.add_argument('--output', required=True, help='model file (the format\'s suffix is added when missing)')
@@ -35,7 +35,7 @@ def parse_args(argv=None, prog='export.py'):
 
 def run(args):
     check_input_size(args.model_type, *args.target_res)
-    info = get_keypoint_info(args.keypoints)
+    info = apply_keypoint_options(args.keypoints, args.meta, args.sigmas)  # written in full beside the model
     set_device(args.device_target, 'pynative')  # export compiles its own graph; this way is ~30 % faster
     net = create_model(args.model_type, num_joints=info.num_joints, pretrained=args.checkpoint, conv_impl='native')
     path = export_network(net, args.target_res, args.batch_size, args.file_format, args.output, info,

@@ -7,8 +7,10 @@
 
 Person boxes come from --bbox_file (COCO detection results or {file_name: [[x, y, w, h, score]]}),
 --detector hog (OpenCV's people detector), or else the whole image is one person box. OUT mirrors the
-input: drawn images, `<image>.json` per image, `results_keypoints.json` (COCO results; image ids in
-run.json: 1, 2, ... in sorted path order). The input is never written to. Exit code 0, or 1 when no
+input: drawn images, `<file name>.json` per image (a.jpg -> a.jpg.json), `results_keypoints.json` (COCO
+results: with a COCO-format --bbox_file, the file's image ids, matched through --ann_file's file_name when
+names are not numbers, so `eval.py --results_json` scores it; else 1, 2, ... in sorted path order, listed
+in run.json). The input is never written to. Exit code 0, or 1 when no
 image could be processed; bad input exits with code 2 and one line on stderr. Without --checkpoint
 the network has random weights (smoke tests only).
 """
@@ -18,8 +20,9 @@ from tqdm import tqdm
 
 from ..annotate import Annotator, plan_inputs, run_summary
 from . import program_name
-from ..cli import ArgParser, resolution, run_main, str2bool
-from ..detection import make_box_source
+from ..cli import ArgParser, add_keypoint_flags, resolution, run_main, str2bool
+from ..data.validate import load_ground_truth
+from ..detection import PERSON_CATEGORY, make_box_source
 from ..device import DEVICES, MODES, set_device
 from ..runners import BACKENDS, make_predictor, open_backend
 
@@ -39,7 +42,10 @@ def parse_args(argv=None, prog='infer.py'):
     p.add_argument('--bbox_thr', type=float, default=0.3, help='keep --bbox_file boxes scoring above this')
     p.add_argument('--detector', choices=('hog',), help="person detector: 'hog' (OpenCV, built in)")
     p.add_argument('--kpt_thr', type=float, default=0.3, help='draw keypoints scoring at least this')
-    p.add_argument('--keypoints', help="keypoint set: coco (default), mpii, or a COCO-format annotation json")
+    add_keypoint_flags(p)
+    p.add_argument('--ann_file', help='COCO-format annotation file of the images: a COCO-format --bbox_file is matched '
+                                      'by its file_name (names that are not numbers), its categories are kept, and '
+                                      'the keypoint set is recognised from it')
     p.add_argument('--flip_test', type=str2bool, default=True, metavar='true|false')
     p.add_argument('--post_process', choices=('default', 'dark'), default='default')
     p.add_argument('--batch_size', type=int, default=16, help='crops per network call (mindir: the export batch '
@@ -54,17 +60,27 @@ def parse_args(argv=None, prog='infer.py'):
 
 def run(args):
     plan = plan_inputs(args.infer_data_root, args.out_data_root, args.recursive)
-    boxes = make_box_source(args.bbox_file, args.bbox_thr, args.detector)
+    image_ids, category_ids, keypoints = {}, (PERSON_CATEGORY,), args.keypoints
+    if args.ann_file:  # checked up front by the one validator
+        gt = load_ground_truth(args.ann_file, args.keypoints, args.meta, args.sigmas)
+        for img in gt.data['images']:
+            image_ids.setdefault(img['file_name'].rsplit('/', 1)[-1], img['id'])
+            image_ids[img['file_name']] = img['id']
+        category_ids = gt.category_ids
+        if not keypoints and args.backend == 'mindspore':
+            keypoints = str(args.ann_file)
+    boxes = make_box_source(args.bbox_file, args.bbox_thr, args.detector, image_ids, category_ids)
     set_device(args.device_target, args.mode)
-    runner, cfg = open_backend(args.backend, args.model, args.model_type, args.checkpoint, args.keypoints,
-                               args.target_res, args.flip_test, args.batch_size)
+    runner, cfg = open_backend(args.backend, args.model, args.model_type, args.checkpoint, keypoints,
+                               args.target_res, args.flip_test, args.batch_size, meta=args.meta, sigmas=args.sigmas)
     if cfg['random_weights']:
         print("WARNING: no --checkpoint: the network has RANDOM WEIGHTS and its keypoints are meaningless "
               "(smoke tests only)", file=sys.stderr)
     predictor = make_predictor(runner, cfg['input_size_hw'], cfg['keypoint_info'], cfg['flip_test'],
                                args.post_process, args.batch_size)
     annotator = Annotator(predictor, boxes, args.out_data_root, args.kpt_thr, progress=not args.no_progress,
-                          warn=lambda message: tqdm.write(f"warning: {message}", file=sys.stderr))
+                          warn=lambda message: tqdm.write(f"warning: {message}", file=sys.stderr),
+                          category_id=category_ids[0])
     stats = annotator.run(plan, dict(cfg['description'], random_weights=cfg['random_weights'],
                                      post_process=args.post_process, input=str(args.infer_data_root)))
     print(run_summary(stats, args.out_data_root, cfg['random_weights']))

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from . import program_name
-from ..cli import ArgParser, number_list, resolution, run_main, str2bool
+from ..cli import ArgParser, add_keypoint_flags, number_list, resolution, run_main, str2bool
 from ..data.datasets import DATASETS
 from ..device import DEVICES
 from ..engine.config import AMP_LEVELS, make_config
@@ -49,7 +49,17 @@ def parse_args(argv=None, prog='train.py'):
                         '(validated with PCKh); custom, demo: annotations/{train,val}.json, images/')
     p.add_argument('--data_root', help='dataset folder (demo: where it is generated, default '
                                        '<checkpoint_path>/demo_data)')
-    p.add_argument('--meta', help='custom: keypoint metadata .json/.yaml (flip_pairs, sigmas, ...)')
+    p.add_argument('--train_ann', help='training annotation file (over the layout; with --val_ann and --img_dir '
+                                       'no --data_root is needed)')
+    p.add_argument('--val_ann', help='validation annotation file (over the layout)')
+    p.add_argument('--img_dir', help='image folder of both annotation files (over the layout)')
+    add_keypoint_flags(p)
+    p.add_argument('--best_metric', help='validation metric(s) picking best.ckpt, comma-separated (AP, AR, PCK@0.1, '
+                                         'EPE, MRE, SDR@2, Mean, loss, ...; the first picks best.ckpt, each keeps '
+                                         'best_<metric>.ckpt; lower is better for loss/EPE/MRE)')
+    p.add_argument('--pck_thresholds', type=number_list(float), help='PCK thresholds of validation (default '
+                                                                     '0.05,0.1,0.2)')
+    p.add_argument('--sdr_thresholds', type=number_list(float), help='validation MRE and SDR at these pixel radii')
     p.add_argument('--checkpoint_path', help='output folder: checkpoints, logs, metrics (default output; when it '
                                              'holds an earlier run, the next free output-2, output-3, ...)')
     p.add_argument('--overwrite', type=str2bool, nargs='?', const=True, metavar='true|false',
@@ -97,7 +107,9 @@ def config_from_args(args):
     """The TrainConfig the arguments describe (flags not given keep the dataset's defaults)."""
     return make_config(
         args.dataset, model_type=args.model_type, input_size_hw=args.target_res, data_root=args.data_root,
-        meta=args.meta, output_dir=args.checkpoint_path, overwrite=args.overwrite, epochs=args.epochs,
+        meta=args.meta, keypoints=args.keypoints, sigmas=args.sigmas, train_ann=args.train_ann, val_ann=args.val_ann,
+        img_dir=args.img_dir, best_metric=args.best_metric, pck_thresholds=args.pck_thresholds,
+        sdr_thresholds=args.sdr_thresholds, output_dir=args.checkpoint_path, overwrite=args.overwrite, epochs=args.epochs,
         batch_size=args.train_batch,
         lr=args.lr, milestones=args.lr_steps, warmup_iters=args.warmup_iters, val_interval=args.val_interval,
         save_interval=args.save_interval, save_checkpoint_steps=args.save_checkpoint_steps,

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..keypoints import get_keypoint_info
+from ..keypoints import MPII_16
 from .coco import CocoKeypointDataset
 from .demo import ensure_demo_dataset
 from .mpii import MpiiKeypointDataset, default_gt_mat, load_mpii_annotations
+from .validate import apply_keypoint_options, load_ground_truth
 
 
 @dataclass(frozen=True)
@@ -47,34 +48,54 @@ class DatasetSpec:
     keypoints: Optional[str]   # a built-in keypoint set, or None: described by the annotation file
     metric: MainMetric
     evaluator: str             # key of litehrnet.evaluate.EVALUATORS
-    takes_meta: bool = False   # accepts --meta (keypoint metadata of a custom set)
+    takes_meta: bool = False   # COCO-format: accepts --keypoints, --meta and --sigmas
     generate: Optional[Callable] = None  # root -> root: makes the data when it is missing (demo)
     check_val: Optional[Callable] = None  # val annotation file -> None; raises when unusable for evaluation
 
-    def split_files(self, data_root, split):
-        """(annotation file, image folder) of a split under data_root."""
+    def split_files(self, data_root, split, ann_file=None, img_dir=None):
+        """(annotation file, image folder) of a split: the files named (--train_ann/--val_ann, --img_dir)
+        first, else the layout under data_root (None where neither says)."""
         ann, img = self.splits[split]
-        return Path(data_root) / ann, Path(data_root) / img
+        root = Path(data_root) if data_root else None
+        return (Path(ann_file) if ann_file else root / ann if root else None,
+                Path(img_dir) if img_dir else root / img if root else None)
 
-    def keypoint_info(self, ann_file=None, meta=None):
-        """The keypoint set: built in, or read from the annotation file's category (with meta)."""
-        if self.keypoints:
-            return get_keypoint_info(self.keypoints)
-        return get_keypoint_info(str(ann_file), meta) if ann_file else get_keypoint_info('coco')
+    def check_keypoint_options(self, keypoints=None, meta=None, sigmas=None):
+        """Refuse --keypoints/--meta/--sigmas for a dataset with a fixed keypoint set (MPII)."""
+        given = [f"--{n}" for n, v in (('keypoints', keypoints), ('meta', meta), ('sigmas', sigmas)) if v]
+        if given and not self.takes_meta:
+            raise ValueError(f"{' '.join(given)}: {self.name} uses its built-in keypoint set "
+                             f"(these options are for COCO-format sets)")
 
-    def training_set(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None, codec=None):
+    def keypoint_info(self, ann_file=None, meta=None, keypoints=None, sigmas=None):
+        """The keypoint set: a COCO-format annotation file's (recognised, or described by its category),
+        --keypoints NAME, --meta and --sigmas applied; MPII's is built in."""
+        self.check_keypoint_options(keypoints, meta, sigmas)
+        if not self.takes_meta:
+            return MPII_16
+        if ann_file:
+            return load_ground_truth(ann_file, keypoints, meta, sigmas).info
+        return apply_keypoint_options(keypoints or self.keypoints, meta, sigmas)
+
+    def training_set(self, ann_file, img_root, input_size_hw, train=True, seed=0, meta=None, keypoints=None,
+                     sigmas=None, codec=None):
         """The training (or validation-sample) dataset object of a split; `codec` makes its targets."""
-        extra = dict(meta=meta) if self.takes_meta else {}
+        self.check_keypoint_options(keypoints, meta, sigmas)
+        extra = dict(meta=meta, keypoints=keypoints, sigmas=sigmas) if self.takes_meta else {}
         return self.dataset_class(ann_file, img_root, input_size_hw, train=train, seed=seed, codec=codec, **extra)
 
 
+# The built-in keypoint sets (litehrnet.keypoint_sets: CrowdPose, AIC, OCHuman, ATRW, AnimalPose, AP-10K,
+# MPII-TRB, COCO-WholeBody's body, ...) are read in the custom layout below, or from annotation files and an
+# image folder named on the command line (--train_ann/--val_ann/--ann_file, --img_dir); the set is
+# recognised from the file's keypoint names, or named with --keypoints.
 COCO_FORMAT_SPLITS = {'train': ('annotations/train.json', 'images'), 'val': ('annotations/val.json', 'images')}
 
 DATASETS = {
     'coco': DatasetSpec(
         'coco', {'train': ('annotations/person_keypoints_train2017.json', 'train2017'),
                  'val': ('annotations/person_keypoints_val2017.json', 'val2017')},
-        CocoKeypointDataset, (256, 192), 'coco', AP, 'coco'),
+        CocoKeypointDataset, (256, 192), 'coco', AP, 'coco', takes_meta=True),
     # mmpose's layout; PCKh also needs annotations/mpii_gt_val.mat beside the validation annotations
     'mpii': DatasetSpec(
         'mpii', {'train': ('annotations/mpii_train.json', 'images'), 'val': ('annotations/mpii_val.json', 'images')},
@@ -83,7 +104,7 @@ DATASETS = {
     'custom': DatasetSpec('custom', COCO_FORMAT_SPLITS, CocoKeypointDataset, (256, 192), None, AP, 'coco',
                           takes_meta=True),
     'demo': DatasetSpec('demo', COCO_FORMAT_SPLITS, CocoKeypointDataset, (128, 96), 'coco', AP, 'coco',
-                        generate=ensure_demo_dataset),
+                        takes_meta=True, generate=ensure_demo_dataset),
 }
 
 

@@ -25,7 +25,16 @@ class TrainConfig:
     input_size_hw: tuple = DATASETS['coco'].input_size_hw
     dataset: str = 'coco'                # a key of data.datasets.DATASETS (layouts, metric, ...)
     data_root: str = None
-    meta: str = None                     # custom: keypoint metadata (.json/.yaml)
+    train_ann: str = None                # annotation files and image folder named directly (over the layout)
+    val_ann: str = None
+    img_dir: str = None
+    keypoints: str = None                # COCO-format: a built-in keypoint set by name (else recognised)
+    meta: str = None                     # COCO-format: keypoint metadata (.json/.yaml) over the set's values
+    sigmas: tuple = None                 # COCO-format: OKS sigmas, one per joint
+    best_metric: object = None           # metric (or list: the first picks best.ckpt, each has best_<m>.ckpt);
+                                         # None: the dataset's (AP; MPII: PCKh Mean)
+    pck_thresholds: tuple = (0.05, 0.1, 0.2)  # COCO-format validation: PCK@t beside AP (with EPE)
+    sdr_thresholds: tuple = ()           # ... and MRE, SDR@t (pixels)
     output_dir: str = None               # None: 'output', or the next free 'output-N' when it holds a run
     overwrite: bool = False              # replace the run already in output_dir
     epochs: int = 210
@@ -87,6 +96,28 @@ def make_config(dataset='coco', **overrides):
     return check_config(TrainConfig(**values))
 
 
+LOWER_IS_BETTER = ('loss', 'EPE', 'MRE')
+
+
+def best_metrics(config):
+    """The metrics that pick checkpoints: config.best_metric as a list (one name or several; the first
+    picks best.ckpt), or the dataset's main metric. Names are validation metrics (AP, AP50, AR, PCK@0.1,
+    EPE, MRE, SDR@2, Mean, ...) or loss."""
+    value = config.best_metric
+    if value is None:
+        return [dataset_spec(config.dataset).metric.key]
+    names = [value] if isinstance(value, str) else list(value)
+    names = [n.strip() for name in names for n in str(name).split(',') if n.strip()]
+    if not names:
+        raise ValueError("best_metric names no metric")
+    return names
+
+
+def lower_is_better(metric):
+    """Whether a smaller value of the metric is better (loss, EPE, MRE)."""
+    return metric in LOWER_IS_BETTER
+
+
 def check_config(config):
     """Refuse settings that cannot train (one-line ValueError) before anything heavy starts."""
     check_input_size(config.model_type, *config.input_size_hw)
@@ -102,8 +133,8 @@ def check_config(config):
         raise ValueError(f"device_target must be one of {', '.join(DEVICES)}")
     if config.amp_level not in AMP_LEVELS:
         raise ValueError(f"amp_level must be one of {', '.join(AMP_LEVELS)}")
-    if config.meta and not dataset_spec(config.dataset).takes_meta:
-        raise ValueError(f"meta is for custom keypoint sets; {config.dataset} uses its built-in metadata")
+    dataset_spec(config.dataset).check_keypoint_options(config.keypoints, config.meta, config.sigmas)
+    best_metrics(config)
     if config.resume and (config.pretrained or config.pretrained_backbone):
         raise ValueError("give either resume (continue a run) or pretrained / pretrained_backbone (start from "
                          "weights), not both")

@@ -28,13 +28,17 @@ from tqdm import tqdm
 
 from ..data.datasets import dataset_spec
 from ..data.pipeline import build_train_dataset
+from ..data.validate import load_ground_truth
 from ..device import set_device
 from ..errors import CheckpointError
 from ..evaluate import EVALUATORS, evaluate_split
+from ..evaluation import STAT_NAMES
+from ..evaluation.pckh import GROUPS as PCKH_GROUPS
 from ..fileio import write_json_atomic
 from ..codec import codec_for
 from ..models.registry import create_model, heatmap_sigma, output_stride
 from ..models.weights import load_weights
+from .config import best_metrics, lower_is_better
 from .curves import draw_curves
 from .examples import draw_examples
 from .loss import JointsMSELoss, NetWithLoss
@@ -100,22 +104,29 @@ def _logger(output_dir, rank, group_size):
 
 
 def dataset_splits(config):
-    """(train annotations, train images, val annotations, val images); the demo is generated when missing."""
+    """(train annotations, train images, val annotations, val images): the files named (train_ann, val_ann,
+    img_dir) first, else the dataset's layout under data_root; the demo is generated when missing."""
     spec = dataset_spec(config.dataset)
+    named = dict(train=config.train_ann, val=config.val_ann)
     if spec.generate:
         root = spec.generate(config.data_root or Path(config.output_dir) / f'{spec.name}_data')
-    elif not config.data_root:
-        raise ValueError(f"--dataset {config.dataset} needs --data_root")
-    else:
+    elif config.data_root:
         root = Path(config.data_root)
         if not root.is_dir():
             raise ValueError(f"{root}: data folder not found")
-    val_ann, val_img = spec.split_files(root, 'val')
-    if not val_ann.is_file():
-        raise ValueError(f"{val_ann}: validation annotation file not found")
+    elif config.train_ann and config.val_ann and config.img_dir:
+        root = None
+    else:
+        raise ValueError(f"--dataset {config.dataset} needs --data_root (or --train_ann, --val_ann and --img_dir)")
+    files = {split: spec.split_files(root, split, named[split], config.img_dir) for split in ('train', 'val')}
+    for split, (ann, img) in files.items():
+        if not ann.is_file():
+            raise ValueError(f"{ann}: {'validation' if split == 'val' else 'training'} annotation file not found")
+        if not img.is_dir():
+            raise ValueError(f"{img}: image folder not found")
     if spec.check_val:  # e.g. MPII: PCKh needs mpii_gt_val.mat, in the order of the annotations
-        spec.check_val(val_ann)
-    return (*spec.split_files(root, 'train'), val_ann, val_img)
+        spec.check_val(files['val'][0])
+    return (*files['train'], *files['val'])
 
 
 def weights_fingerprint(net):
@@ -166,9 +177,20 @@ class Trainer:
         self.codec = codec_for(config.input_size_hw, output_stride=output_stride(config.model_type),
                                sigma=heatmap_sigma(config.model_type))  # targets at the head's stride
         self.train_set = self.spec.training_set(train_ann, train_img, config.input_size_hw, train=True,
-                                                seed=config.seed, meta=config.meta, codec=self.codec)
+                                                seed=config.seed, meta=config.meta, keypoints=config.keypoints,
+                                                sigmas=config.sigmas, codec=self.codec)
         self.metric = self.spec.metric
         self.info = self.train_set.info
+        self.val_notes = []
+        if self.spec.takes_meta:  # the validation file is checked now, not after an epoch
+            val_gt = load_ground_truth(self.val_ann, config.keypoints, config.meta, config.sigmas)
+            if val_gt.info.num_joints != self.info.num_joints:
+                raise ValueError(f"{self.val_ann}: {val_gt.info.num_joints} keypoints, the training file "
+                                 f"{train_ann} has {self.info.num_joints}")
+            self.val_notes = val_gt.notes
+        self.best_names = best_metrics(config)
+        self._check_best_names()
+        self.best_files = config.best_metric is not None  # named metrics also keep best_<metric>.ckpt
         self.log = _logger(self.out, self.rank, self.group_size)
         for note in notes:
             self.log.info(note)
@@ -187,7 +209,7 @@ class Trainer:
             self.log.info(self.net.pretrained_report)
         self.steps_per_epoch = None
         self.step = 0
-        self.best = dict(value=-1.0, epoch=0)  # of the dataset's main metric
+        self.bests = [dict(value=math.inf if lower_is_better(n) else -math.inf, epoch=0) for n in self.best_names]
         self.epoch_loss = [0.0, 0]  # sum, count of the current epoch
         self.history = []
         self.last_saved = None  # (path, step) of the newest checkpoint with training state
@@ -210,7 +232,14 @@ class Trainer:
     def _counters(self):
         return dict(step=self.step, seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
                     num_samples=len(self.train_set), best_metric=float(self.best['value']), best_epoch=self.best['epoch'],
-                    epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1])
+                    epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1],
+                    **{f'best_value_{i}': float(b['value']) for i, b in enumerate(self.bests[1:], 1)},
+                    **{f'best_epoch_{i}': b['epoch'] for i, b in enumerate(self.bests[1:], 1)})
+
+    @property
+    def best(self):
+        """The best value and epoch of the metric that picks best.ckpt."""
+        return self.bests[0]
 
     def _resume(self):
         """Load the weights and counters of the checkpoint to resume; returns (its path, its training state)."""
@@ -227,7 +256,10 @@ class Trainer:
                                       f"resuming exactly needs the same data order")
         load_weights(self.net, weights, source=str(path))
         self.step = int(state['step'])
-        self.best = dict(value=float(state[best_metric_key(state)]), epoch=int(state['best_epoch']))
+        self.bests[0] = dict(value=float(state[best_metric_key(state)]), epoch=int(state['best_epoch']))
+        for i in range(1, len(self.bests)):
+            if f'best_value_{i}' in state:
+                self.bests[i] = dict(value=float(state[f'best_value_{i}']), epoch=int(state[f'best_epoch_{i}']))
         self.epoch_loss = [float(state['epoch_loss_sum']), int(state['epoch_loss_count'])]
         history = self.out / 'history.json'
         if history.is_file():
@@ -262,9 +294,13 @@ class Trainer:
     def run_validation(self, epoch):
         """The dataset's evaluation (COCO AP, MPII PCKh) of the current weights on the validation split."""
         start = time.time()
+        extra = {}
+        if self.spec.evaluator == 'coco':  # PCK, EPE (and MRE/SDR) beside AP, on ground-truth boxes
+            extra = dict(pck_thresholds=self.cfg.pck_thresholds, sdr_thresholds=self.cfg.sdr_thresholds,
+                         keypoints=self.cfg.keypoints, meta=self.cfg.meta, sigmas=self.cfg.sigmas)
         metrics = evaluate_split(self.spec, self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
                                  keypoint_info=self.info, flip_test=self.cfg.flip_test, output_dir=self.out / 'val',
-                                 progress=False)
+                                 progress=False, **extra)
         self.train_step.set_train()
         for line in EVALUATORS[self.spec.evaluator].tables(metrics).splitlines():
             self.log.debug(line)
@@ -282,17 +318,42 @@ class Trainer:
         row = dict(epoch=epoch, step=self.step, loss=loss, lr=float(self.lr[self.step - 1]))
         if epoch % cfg.val_interval == 0 or epoch == cfg.epochs:
             metrics = self.run_validation(epoch)
-            value = metrics[self.metric.key]
-            row[self.metric.key] = value
+            row[self.metric.key] = metrics[self.metric.key]
+            row.update({k: v for k, v in metrics.items() if k.startswith(('PCK@', 'SDR@')) or k in ('EPE', 'MRE')})
             self.final_metrics = dict(metrics, epoch=epoch)
-            if value > self.best['value']:
-                self.best = dict(value=value, epoch=epoch)
-                self._save('best.ckpt', with_state=False)
+            self._keep_best(epoch, dict(metrics, loss=loss))
         self.history.append(row)
         self._save('last.ckpt')
         if cfg.save_interval and epoch % cfg.save_interval == 0:
             self._save(f'epoch_{epoch:03d}.ckpt')
         self._write_history()
+
+    def _check_best_names(self):
+        """Refuse a best_metric the validation does not compute, at start-up."""
+        cfg = self.cfg
+        if self.spec.evaluator == 'coco':
+            known = list(STAT_NAMES) + [f'PCK@{t:g}' for t in cfg.pck_thresholds] + ['EPE']
+            known += (['MRE'] + [f'SDR@{t:g}' for t in cfg.sdr_thresholds]) if cfg.sdr_thresholds else []
+        else:
+            known = list(PCKH_GROUPS) + ['Mean', 'Mean@0.1']
+        known.append('loss')
+        unknown = [n for n in self.best_names if n not in known]
+        if unknown:
+            raise ValueError(f"best_metric {unknown[0]!r} is not a validation metric of {cfg.dataset}: use one of "
+                             f"{', '.join(known)}")
+
+    def _keep_best(self, epoch, metrics):
+        """best.ckpt follows the first best metric; named metrics each keep best_<metric>.ckpt."""
+        for i, (name, best) in enumerate(zip(self.best_names, self.bests)):
+            value = float(metrics.get(name, math.nan))  # no prediction at all: nothing is better
+            better = value < best['value'] if lower_is_better(name) else value > best['value']
+            if not better:
+                continue
+            self.bests[i] = dict(value=value, epoch=epoch)
+            if i == 0:
+                self._save('best.ckpt', with_state=False)
+            if self.best_files:
+                self._save(f'best_{name}.ckpt', with_state=False)
 
     def _stop(self, loss, epoch):
         raise TrainingStopped(f"loss is {loss} at epoch {epoch}, step {self.step}: training stopped; "
@@ -403,6 +464,11 @@ class Trainer:
         cfg, ts = self.cfg, self.train_set
         for note in self.info.notes:
             self.log.info(f"keypoint set: {note}")
+        for note in dict.fromkeys(self.train_set.annotation_notes + self.val_notes
+                                  if hasattr(self.train_set, 'annotation_notes') else []):
+            self.log.info(f"annotations: {note}")
+        if getattr(self.train_set, 'num_crowd', 0):
+            self.log.info(f"train: {self.train_set.num_crowd} crowd annotations left out")
         self.log.info(f"train: {len(ts)} persons ({ts.ann_file}), {self.steps_per_epoch} steps/epoch of "
                       f"{cfg.batch_size} x {self.group_size} device(s), {cfg.epochs} epochs, input "
                       f"{cfg.input_size_hw[0]}x{cfg.input_size_hw[1]}, model {self.net.model_type}, "
@@ -421,13 +487,15 @@ class Trainer:
         if not self.main:
             return None
         m = self.metric
-        metrics = dict(self.final_metrics, **{f'best_{m.key}': self.best['value']}, best_epoch=self.best['epoch'])
+        metrics = dict(self.final_metrics, **{f'best_{n}': b['value'] for n, b in zip(self.best_names, self.bests)},
+                       best_metric=self.best_names[0], best_epoch=self.best['epoch'],
+                       **{f'best_{n}_epoch': b['epoch'] for n, b in zip(self.best_names, self.bests)})
         write_json_atomic(self.out / 'metrics.json', metrics, indent=2, default=str, allow_nan=True)
         examples = draw_examples(self.out / 'val' / m.results, self.val_ann, self.val_img,
                                  self.out / 'examples', self.info.skeleton)
         self.log.info(f"{len(examples)} example pictures of the last validation in {self.out / 'examples'}")
         self.log.info(f"final validation {m.label} {metrics[m.key]:{m.fmt}} at epoch {metrics['epoch']}; best "
-                      f"{self.best['value']:{m.fmt}} at epoch {self.best['epoch']}; metrics in "
+                      f"{self.best_names[0]} {self.best['value']:.4g} at epoch {self.best['epoch']}; metrics in "
                       f"{self.out / 'metrics.json'}")
         return metrics
 

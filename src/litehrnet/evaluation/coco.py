@@ -32,18 +32,18 @@ def rescore_and_nms(persons, oks_thr=0.9, vis_thr=0.2, sigmas=None, soft=False):
     """Per-person predictions to COCO results: rescore, OKS-NMS per image, then the results-file format.
 
     A person is a dict with 'image_id', 'keypoints' (K, 3) in image pixels, 'score' (the box score) and
-    'area' (padded box area). ``oks_thr=None`` skips NMS; ``soft=True`` uses soft OKS-NMS.
+    'area' (padded box area), and optionally 'category_id' (default 1). ``oks_thr=None`` skips NMS; ``soft=True`` uses soft OKS-NMS.
     """
     by_image = defaultdict(list)
     for p in persons:
         kpts = np.asarray(p['keypoints'], dtype=np.float64).reshape(-1, 3)
-        by_image[p['image_id']].append(dict(keypoints=kpts, area=p['area'],
+        by_image[p['image_id']].append(dict(keypoints=kpts, area=p['area'], category_id=p.get('category_id', 1),
                                             score=rescore(kpts[:, 2], p['score'], vis_thr)))
     nms = soft_oks_nms if soft else oks_nms
     results = []
     for image_id, people in by_image.items():
         keep = range(len(people)) if oks_thr is None else nms(people, oks_thr, sigmas=sigmas)
-        results += [dict(image_id=image_id, category_id=1, score=people[i]['score'],
+        results += [dict(image_id=image_id, category_id=people[i]['category_id'], score=people[i]['score'],
                          keypoints=people[i]['keypoints'].reshape(-1).tolist()) for i in keep]
     return results
 
@@ -108,26 +108,54 @@ def load_results(path, coco_gt, num_joints):
     return results
 
 
-def coco_keypoint_eval(ann_file_or_coco, results, sigmas=None):
-    """COCO keypoint AP/AR of results with pycocotools keys in STAT_NAMES (`coco_table` prints them).
+ZERO_SCORE_RULE = ('every keypoint score <= 0: dropped before COCOeval, as xtcocotools (mmpose\'s evaluator, '
+                   'the official protocol) does; pycocotools would score them (--zero_score_results keep)')
 
-    Predictions whose keypoint scores are all <= 0 are dropped first, as xtcocotools (used by mmpose)
-    did. ``sigmas`` sets ``params.kpt_oks_sigmas`` for custom keypoint sets (default: COCO's 17).
-    An empty result list scores 0 everywhere, with a warning.
+
+def score_keypoints(ann_file_or_coco, results, sigmas=None, category_ids=None, drop_nonpositive=True):
+    """(COCOeval's stats by STAT_NAMES, counts) of keypoint results; see `coco_keypoint_eval`.
+
+    `counts` says what was scored and what was not: num_results, num_results_scored, and
+    num_results_dropped with dropped_reason. ``category_ids`` are the categories evaluated (default:
+    every category of the annotations); several (AP-10K's species, one keypoint set) are each evaluated
+    on their own and averaged, as COCOeval does (a result counts for its own category_id).
     """
     gt = _as_coco(ann_file_or_coco)
-    kept = [r for r in map(_plain, results) if any(s > 0 for s in r['keypoints'][2::3])]
+    plain = list(map(_plain, results))
+    nonpositive = [r for r in plain if not any(s > 0 for s in r['keypoints'][2::3])]
+    kept = [r for r in plain if any(s > 0 for s in r['keypoints'][2::3])] if drop_nonpositive else plain
+    counts = dict(num_results=len(plain), num_results_scored=len(kept), num_results_dropped=len(plain) - len(kept),
+                  num_results_all_scores_nonpositive=len(nonpositive),
+                  dropped_reason=ZERO_SCORE_RULE if len(plain) > len(kept) else None)
+    if category_ids is not None:
+        wanted = set(category_ids)
+        other = sum(1 for r in kept if r['category_id'] not in wanted)
+        if other:
+            counts.update(num_results_other_category=other)
     if not kept:
         warnings.warn("no keypoint predictions to evaluate (empty or all keypoint scores <= 0): AP = 0")
-        return {name: 0.0 for name in STAT_NAMES}
-    coco_eval = COCOeval(gt, gt.loadRes(kept), 'keypoints')
-    if sigmas is not None:
-        coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        return {name: 0.0 for name in STAT_NAMES}, counts
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints; coco_table gives its table
+        coco_eval = COCOeval(gt, gt.loadRes(kept), 'keypoints')
+        if sigmas is not None:
+            coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        if category_ids is not None:
+            coco_eval.params.catIds = sorted(category_ids)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
-    return {name: float(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}
+    return {name: float(v) for name, v in zip(STAT_NAMES, coco_eval.stats)}, counts
+
+
+def coco_keypoint_eval(ann_file_or_coco, results, sigmas=None, category_ids=None, drop_nonpositive=True):
+    """COCO keypoint AP/AR of results with pycocotools keys in STAT_NAMES (`coco_table` prints them).
+
+    Predictions whose keypoint scores are all <= 0 are dropped first, as xtcocotools (used by mmpose)
+    does, unless drop_nonpositive is False (pycocotools' own rule: every result is scored);
+    `score_keypoints` also returns the counts. ``sigmas`` sets ``params.kpt_oks_sigmas`` for custom
+    keypoint sets (default: COCO's 17). An empty result list scores 0 everywhere, with a warning.
+    """
+    return score_keypoints(ann_file_or_coco, results, sigmas, category_ids, drop_nonpositive)[0]
 
 
 def coco_table(metrics):
