@@ -231,3 +231,52 @@ def test_the_frame_loop_on_a_video_file_writes_track_ids_and_keypoint_names(tmp_
     assert set(data['frames'][0]['persons'][0]['keypoints']) == set(COCO_17.joint_names)
     capture = cv2.VideoCapture(str(out / 'walk.avi'))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+
+
+# --- the real constructor and the command line, end to end -------------------------------------------
+
+def _figures_video(path, frames=4, size=(160, 120)):
+    """A small video of two bright figures (rectangles) moving apart on a dark background."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'MJPG'), 10, size)
+    for t in range(frames):
+        frame = np.full((size[1], size[0], 3), 30, np.uint8)
+        cv2.rectangle(frame, (20 + 4 * t, 20), (50 + 4 * t, 100), (200, 180, 160), -1)
+        cv2.rectangle(frame, (110 - 4 * t, 25), (140 - 4 * t, 105), (160, 200, 180), -1)
+        writer.write(frame)
+    writer.release()
+
+
+@pytest.mark.slow
+def test_infer_main_on_a_video_is_the_estimator_on_its_frames(tmp_path, capsys):
+    """infer.py (in process, random litehrnet_18 at 64x48) on a video, and PoseEstimator on the same frames."""
+    from litehrnet.commands import infer
+    from litehrnet import create_model, save_checkpoint
+    ckpt = str(tmp_path / 'random.ckpt')  # the same (random) weights for the command line and the API
+    save_checkpoint(create_model('litehrnet_18'), ckpt)
+    _figures_video(tmp_path / 'two.avi')
+    out = tmp_path / 'out'
+    code = infer.main(['--infer_data_root', str(tmp_path / 'two.avi'), '--out_data_root', str(out), '--checkpoint', ckpt,
+                       '--target_res', '64x64', '--mode', 'pynative', '--no_progress', '--batch_size', '2',
+                       '--show', '--draw_bbox', 'false'])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert 'device: CPU (auto-selected)' in captured.err and 'no GUI' in captured.err
+    assert '4 frames, 4 persons' in captured.out and 'tracking on' in captured.out
+    data = json.loads((out / 'two.avi.json').read_text())
+    run = json.loads((out / 'run.json').read_text())
+    assert run['detector'] == 'whole image' and run['device'] == 'CPU' and run['tracking'] is True
+    assert [[p['track_id'] for p in f['persons']] for f in data['frames']] == [[0]] * 4  # one whole-frame box
+
+    est = PoseEstimator('litehrnet_18', ckpt, target_res=(64, 64), mode='pynative', max_batch_size=2)
+    capture, frames = cv2.VideoCapture(str(tmp_path / 'two.avi')), []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    people = est.track(frames, bgr=True)
+    assert len(people) == 4 and est.device == 'CPU' and not est.random_weights
+    for frame_people, frame_json in zip(people, data['frames']):
+        cli = np.array(list(frame_json['persons'][0]['keypoints'].values()))
+        np.testing.assert_allclose(frame_people[0]['keypoints'], cli, rtol=1e-5, atol=1e-4)
+        assert frame_people[0]['track_id'] == 0
