@@ -280,3 +280,8 @@ def test_infer_main_on_a_video_is_the_estimator_on_its_frames(tmp_path, capsys):
         cli = np.array(list(frame_json['persons'][0]['keypoints'].values()))
         np.testing.assert_allclose(frame_people[0]['keypoints'], cli, rtol=1e-5, atol=1e-4)
         assert frame_people[0]['track_id'] == 0
+
+
+def test_the_package_exports_the_estimator_lazily():
+    import litehrnet
+    assert litehrnet.PoseEstimator is PoseEstimator and 'PoseEstimator' in litehrnet.__all__

@@ -14,6 +14,7 @@ webcam (`0`, `webcam:1`) or a stream (`rtsp://...`, `http(s)://...`) is read lik
 as `webcam0.mp4` / `stream.mp4` with its `.json`. Nothing is written into the input: an output folder
 that is, contains or lies inside the input folder is refused.
 """
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,9 +214,25 @@ class Annotator:
                 bar.update()
                 yield rel, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
+    @staticmethod
+    def _interruptible(frames, live):
+        """The frames; for a live source, KeyboardInterrupt ends them (the outputs are still written)."""
+        try:
+            yield from frames
+        except KeyboardInterrupt:
+            if not live:
+                raise
+
     def _open_window(self):
         """Whether a live window can be shown (warns once, in one line, when OpenCV has no GUI)."""
         if not self.show:
+            return False
+        gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith('GUI:')]
+        if gui and gui[0].split(':', 1)[1].strip().upper() == 'NONE':
+            self.warn(NO_GUI)
+            return False
+        if os.name == 'posix' and not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
+            self.warn("--show: no display here (DISPLAY is not set): no window is shown")
             return False
         try:
             cv2.namedWindow('litehrnet', cv2.WINDOW_NORMAL)
@@ -232,8 +249,10 @@ class Annotator:
         target = self.out / rel
         writer, frames = None, []
         window = self._open_window()
+        live = not isinstance(source, Path)  # a webcam or stream: Ctrl-C ends it and keeps what was done
         try:
-            for _, image, persons in self.estimator.iter_track(self._frames(capture, rel), fps):
+            for _, image, persons in self._interruptible(self.estimator.iter_track(self._frames(capture, rel), fps),
+                                                         live):
                 image_id = len(stats['images']) + 1
                 height, width = image.shape[:2]
                 if writer is None:
