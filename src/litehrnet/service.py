@@ -92,8 +92,8 @@ class PoseEstimator:
                  det_weights=None, warn=None):
         model_type, checkpoint, size, kpset = ((model_type, checkpoint, None, None) if backend != 'mindspore'
                                                else published_defaults(model_type, checkpoint))
+        self.device = set_device(device_target, mode)  # before any network is built (a mindyolo detector too)
         box_source = make_detector(detector, bbox_file, bbox_thr, det_layout, det_class, det_weights)
-        self.device = set_device(device_target, mode)
         runner, cfg = open_backend(backend, model, model_type, checkpoint, keypoints or kpset, target_res or size,
                                    flip_test, max_batch_size)
         predictor = make_predictor(runner, cfg['input_size_hw'], cfg['keypoint_info'], cfg['flip_test'],
