@@ -285,3 +285,23 @@ def test_infer_main_on_a_video_is_the_estimator_on_its_frames(tmp_path, capsys):
 def test_the_package_exports_the_estimator_lazily():
     import litehrnet
     assert litehrnet.PoseEstimator is PoseEstimator and 'PoseEstimator' in litehrnet.__all__
+
+
+def test_an_onnx_detector_by_name_feeds_the_pose_model_and_run_json_names_it(tmp_path):
+    """'onnx:PATH' through make_detector -> PoseEstimator -> infer's Annotator: the known boxes, named weights."""
+    from test_onnx_detector import CENTRE_PAD, expected_boxes_scores, export, image, rows_v5
+    path = export(tmp_path, 'v5', rows_v5(CENTRE_PAD))
+    source = make_detector(f'onnx:{path}', bbox_thr=0.3)
+    assert source.weights == str(path) and 'ONNX yolov5' in source.description
+    est, _ = _estimator(source)
+    people = est.predict(image())[0]
+    want_boxes, want_scores = expected_boxes_scores()
+    np.testing.assert_allclose([p['box'] for p in people], want_boxes, atol=1e-3)
+    np.testing.assert_allclose([p['box_score'] for p in people], want_scores, rtol=1e-5)
+    src, out = tmp_path / 'in', tmp_path / 'out'
+    src.mkdir()
+    cv2.imwrite(str(src / 'street.png'), image())
+    stats = Annotator(est, None, out, progress=False).run(plan_inputs(src, out))
+    run = json.loads((out / 'run.json').read_text())
+    assert run['detector_weights'] == str(path) and run['box_source'].startswith('ONNX yolov5')
+    assert stats['persons'] == len(want_boxes)
