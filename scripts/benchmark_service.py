@@ -11,7 +11,8 @@ and the people found per frame.
 Kinds: `whole` (the whole frame as one box), `boxfile` (the figures' true boxes, as a box file gives
 them), `hog` (OpenCV HOG), `onnx` (the --onnx file; without one, a random-weight YOLO-shaped network
 built here: a strided conv backbone to three heads of 4 + 80 channels at strides 8/16/32, exported to
-ONNX in the yolov8 layout (1, 84, 8400), about YOLOv8n's width), and `mindyolo` (--mindyolo NAME,
+ONNX in the yolov8 layout (1, 84, 8400), about YOLOv8n's width, with two person rows planted in its
+output so that the pose model has people to run on), and `mindyolo` (--mindyolo NAME,
 random weights; slow on CPU: about 30 s per 640x640 frame measured here).
 """
 import argparse
@@ -67,8 +68,13 @@ class TrueBoxes:
         return rows[:, :4], rows[:, 4]
 
 
-def yolo_shaped_onnx(path):
-    """Export a random-weight YOLO-shaped network (yolov8 layout, 640x640 -> (1, 84, 8400)) to path."""
+def yolo_shaped_onnx(path, people=()):
+    """Export a random-weight YOLO-shaped network (yolov8 layout, 640x640 -> (1, 84, 8400)) to path.
+
+    Random weights find nobody, which would leave the pose model idle: the output is the network's
+    (scaled by 1e-3) plus planted person rows at `people` (x, y, w, h boxes of a 640x480 frame,
+    class-0 score 0.9), so the detector finds them and the pose model runs as with a real detector.
+    """
     import mindspore as ms
     from mindspore import nn, ops
 
@@ -92,9 +98,14 @@ def yolo_shaped_onnx(path):
                 if i >= 2:
                     feats.append(x)
             outs = ops.concat([self.sigmoid(head(f)).reshape(1, 84, -1) for head, f in zip(self.heads, feats)], 2)
-            return ops.concat([outs[:, :4] * 640, outs[:, 4:]], 1)  # boxes in input pixels, scores in [0, 1]
+            return ops.concat([outs[:, :4] * 640, outs[:, 4:]], 1) * 1e-3 + self.planted
 
-    ms.export(YoloShaped(), ms.Tensor(np.zeros((1, 3, 640, 640), np.float32)), file_name=str(path)[:-5],
+    planted = np.zeros((1, 84, 8400), np.float32)
+    for i, (x, y, w, h) in enumerate(people):  # the 640x480 frame sits at rows 80..560 of the 640x640 input
+        planted[0, :5, 1000 + 97 * i] = [x + w / 2, y + h / 2 + 80, w, h, 0.9]
+    net = YoloShaped()
+    net.planted = ms.Tensor(planted)
+    ms.export(net, ms.Tensor(np.zeros((1, 3, 640, 640), np.float32)), file_name=str(path)[:-5],
               file_format='ONNX')
     return path
 
@@ -124,7 +135,8 @@ def main(argv=None):
             elif kind == 'hog':
                 source = make_detector('hog')
             elif kind == 'onnx':
-                path = args.onnx or str(yolo_shaped_onnx(os.path.join(tmp, 'yolo_shaped.onnx')))
+                people = [row[:4] for row in truth[len(truth) // 2]]
+                path = args.onnx or str(yolo_shaped_onnx(os.path.join(tmp, 'yolo_shaped.onnx'), people))
                 source = make_detector(f'onnx:{path}', det_layout='yolov8')
             elif kind == 'mindyolo':
                 from litehrnet.mindyolo_detector import MindyoloDetector

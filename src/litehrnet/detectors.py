@@ -29,7 +29,7 @@ class DetectorBoxes:
         self.detector, self.bbox_thr, self.nms_iou = detector, float(bbox_thr), float(nms_iou)
         self.weights = weights if weights is not None else getattr(detector, 'weights', None)
         name = getattr(detector, 'description', type(detector).__name__)
-        self.description = f"{name} (score > {self.bbox_thr:g}, NMS IoU {self.nms_iou:g})"
+        self.description = name if 'NMS IoU' in name else f"{name} (score > {self.bbox_thr:g}, NMS IoU {self.nms_iou:g})"
 
     def boxes(self, image_rgb, name=None):
         boxes, scores = self.detector.boxes(image_rgb, name)
