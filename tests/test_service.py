@@ -149,7 +149,8 @@ def test_detector_boxes_are_thresholded_and_nms_filtered():
 
 
 def test_hog_scores_map_to_0_1_and_the_sources_by_name():
-    np.testing.assert_allclose(hog_score([0.0, 1.0, -1.0, 2.0]), [0.5, 1 / (1 + np.exp(-1)), 1 / (1 + np.e), 0.8807970779778823])
+    np.testing.assert_allclose(hog_score([0.0, 1.0, -1.0, 2.0]),
+                               [0.5, 1 / (1 + np.exp(-1)), 1 / (1 + np.e), 0.8807970779778823])
     assert isinstance(make_detector(None), WholeImage)
     assert isinstance(make_detector('hog').detector, HogDetector)
     with pytest.raises(ValueError, match='det_weights'):
@@ -255,7 +256,8 @@ def test_infer_main_on_a_video_is_the_estimator_on_its_frames(tmp_path, capsys):
     save_checkpoint(create_model('litehrnet_18'), ckpt)
     _figures_video(tmp_path / 'two.avi')
     out = tmp_path / 'out'
-    code = infer.main(['--infer_data_root', str(tmp_path / 'two.avi'), '--out_data_root', str(out), '--checkpoint', ckpt,
+    code = infer.main(['--infer_data_root', str(tmp_path / 'two.avi'), '--out_data_root', str(out),
+                       '--checkpoint', ckpt,
                        '--target_res', '64x64', '--mode', 'pynative', '--no_progress', '--batch_size', '2',
                        '--show', '--draw_bbox', 'false'])
     assert code == 0
@@ -305,3 +307,14 @@ def test_an_onnx_detector_by_name_feeds_the_pose_model_and_run_json_names_it(tmp
     run = json.loads((out / 'run.json').read_text())
     assert run['detector_weights'] == str(path) and run['box_source'].startswith('ONNX yolov5')
     assert stats['persons'] == len(want_boxes)
+
+
+def test_device_selection_prefers_what_is_asked_then_gpu_ascend_cpu(monkeypatch):
+    from litehrnet import device
+    assert device.select_device('GPU') == ('GPU', 'asked for')
+    with pytest.raises(ValueError, match='device_target'):
+        device.select_device('TPU')
+    monkeypatch.setattr(device, 'available', lambda name: name in ('Ascend', 'CPU'))
+    assert device.select_device(None)[0] == 'Ascend'
+    monkeypatch.setattr(device, 'available', lambda name: name == 'CPU')
+    assert device.select_device(None)[0] == 'CPU'

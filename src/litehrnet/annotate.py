@@ -1,4 +1,4 @@
-"""Pose inference over files and streams: an image, a folder (tree), a video, a webcam or a stream -> drawn copies, JSON.
+"""Pose inference over files and streams: image, folder (tree), video, webcam or stream -> drawings, JSON.
 
 The frames go through `service.PoseEstimator`'s own code (`stream` for images, `iter_track` for videos,
 tracking on unless disabled), so the command line and the API give the same people.

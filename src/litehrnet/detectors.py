@@ -29,7 +29,8 @@ class DetectorBoxes:
         self.detector, self.bbox_thr, self.nms_iou = detector, float(bbox_thr), float(nms_iou)
         self.weights = weights if weights is not None else getattr(detector, 'weights', None)
         name = getattr(detector, 'description', type(detector).__name__)
-        self.description = name if 'NMS IoU' in name else f"{name} (score > {self.bbox_thr:g}, NMS IoU {self.nms_iou:g})"
+        note = f" (score > {self.bbox_thr:g}, NMS IoU {self.nms_iou:g})"
+        self.description = name if 'NMS IoU' in name else name + note
 
     def boxes(self, image_rgb, name=None):
         boxes, scores = self.detector.boxes(image_rgb, name)
@@ -60,7 +61,8 @@ def make_detector(detector=None, bbox_file=None, bbox_thr=0.3, det_layout=None, 
         return BoxFile(bbox_file, bbox_thr)
     if not detector:
         if det_layout or det_weights:
-            raise ValueError("--det_layout and --det_weights are for a detector (--detector onnx:PATH or mindyolo:NAME)")
+            raise ValueError("--det_layout and --det_weights are for a detector "
+                             "(--detector onnx:PATH or mindyolo:NAME)")
         return WholeImage()
     spec = parse_detector_spec(detector)
     if spec.kind != 'onnx' and det_layout:

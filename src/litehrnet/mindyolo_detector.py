@@ -140,9 +140,11 @@ class MindyoloDetector:
     def decode(self, raw):
         """Candidate boxes (M, 4) x1, y1, x2, y2 in input pixels and scores (M,), NMS applied."""
         if self.family == 'yolov8':
-            cand, scores = decode_output(raw.transpose(0, 2, 1), 'yolov8', self.input_size, self.class_id, self.score_thr)
+            cand, scores = decode_output(raw.transpose(0, 2, 1), 'yolov8', self.input_size, self.class_id,
+                                         self.score_thr)
         else:
-            cand, scores = decode_output(raw, 'yolox', self.input_size, self.class_id, self.score_thr, yolox_decoded=True)
+            cand, scores = decode_output(raw, 'yolox', self.input_size, self.class_id, self.score_thr,
+                                         yolox_decoded=True)
         keep = box_nms(cand, scores, self.nms_iou)
         return cand[keep], scores[keep]
 
