@@ -318,3 +318,19 @@ def test_device_selection_prefers_what_is_asked_then_gpu_ascend_cpu(monkeypatch)
     assert device.select_device(None)[0] == 'Ascend'
     monkeypatch.setattr(device, 'available', lambda name: name == 'CPU')
     assert device.select_device(None)[0] == 'CPU'
+
+
+def test_mindyolo_asked_for_without_mindyolo_is_one_clear_error(monkeypatch):
+    from litehrnet import mindyolo_detector
+    real = mindyolo_detector.importlib.import_module
+
+    def no_mindyolo(name, *args):
+        if name.startswith('mindyolo'):
+            raise ImportError(f"No module named '{name}'")
+        return real(name, *args)
+    monkeypatch.setattr(mindyolo_detector.importlib, 'import_module', no_mindyolo)
+    assert not mindyolo_detector.mindyolo_available()
+    with pytest.raises(ValueError, match=r"pip install '\.\[detect\]'"):
+        make_detector('mindyolo:yolov8n')
+    with pytest.raises(ValueError, match='unknown mindyolo model'):
+        make_detector('mindyolo:yolov9z')
