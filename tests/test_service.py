@@ -334,3 +334,15 @@ def test_mindyolo_asked_for_without_mindyolo_is_one_clear_error(monkeypatch):
         make_detector('mindyolo:yolov8n')
     with pytest.raises(ValueError, match='unknown mindyolo model'):
         make_detector('mindyolo:yolov9z')
+
+
+def test_infer_refuses_bad_video_options_in_one_line(tmp_path, capsys):
+    from litehrnet.commands import infer
+    _video(tmp_path / 'walk.avi', frames=2)
+    base = ['--infer_data_root', str(tmp_path / 'walk.avi'), '--out_data_root', str(tmp_path / 'out')]
+    assert infer.main(base + ['--det_interval', '0']) == 2
+    assert infer.main(base + ['--det_interval', '3', '--disable_tracking']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-2].endswith('det_interval must be >= 1, got 0') and 'needs tracking on' in err[-1]
+    assert infer.main(base + ['--detector', 'hog', '--det_weights', 'w.ckpt']) == 2
+    assert 'det_weights' in capsys.readouterr().err

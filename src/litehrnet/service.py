@@ -71,6 +71,14 @@ def as_images(images, bgr=False):
     return out
 
 
+def _check_video_options(tracking, det_interval):
+    if int(det_interval) < 1:
+        raise ValueError(f"det_interval must be >= 1, got {det_interval}")
+    if int(det_interval) > 1 and not tracking:
+        raise ValueError("det_interval > 1 takes the boxes between detector runs from the tracks: "
+                         "it needs tracking on")
+
+
 class PoseEstimator:
     """Detector + top-down pose network + tracker (see the module docstring).
 
@@ -90,6 +98,7 @@ class PoseEstimator:
                  kpt_thr=0.3, bbox_thr=0.3, smooth=False, det_interval=1, backend='mindspore', model=None,
                  mode='graph', post_process='default', bbox_file=None, det_layout=None, det_class=0,
                  det_weights=None, warn=None):
+        _check_video_options(tracking, det_interval)  # before anything heavy is built
         model_type, checkpoint, size, kpset = ((model_type, checkpoint, None, None) if backend != 'mindspore'
                                                else published_defaults(model_type, checkpoint))
         self.device = set_device(device_target, mode)  # before any network is built (a mindyolo detector too)
@@ -114,11 +123,7 @@ class PoseEstimator:
         return self
 
     def _setup(self, predictor, box_source, single_person, tracking, kpt_thr, smooth, det_interval, warn):
-        if int(det_interval) < 1:
-            raise ValueError(f"det_interval must be >= 1, got {det_interval}")
-        if int(det_interval) > 1 and not tracking:
-            raise ValueError("det_interval > 1 takes the boxes between detector runs from the tracks: "
-                             "it needs tracking on")
+        _check_video_options(tracking, det_interval)
         self.predictor, self.box_source = predictor, box_source
         self.info = predictor.info
         self.single_person, self.tracking, self.kpt_thr = bool(single_person), bool(tracking), float(kpt_thr)
