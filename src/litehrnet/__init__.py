@@ -14,6 +14,7 @@ _PUBLIC = {  # name -> module that owns it
     "get_config": "models.configs", "canonical_model_type": "models.configs", "MODEL_CONFIGS": "models.configs",
     "ALIASES": "models.configs", "ModelTypeError": "models.configs",
     "CheckpointError": "errors",
+    "PoseEstimator": "service",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -1,13 +1,20 @@
-"""Pose inference over files: one image, a folder (tree) or a video -> drawn copies, JSON, COCO results.
+"""Pose inference over files and streams: image, folder (tree), video, webcam or stream -> drawings, JSON.
+
+The frames go through `service.PoseEstimator`'s own code (`stream` for images, `iter_track` for videos,
+tracking on unless disabled), so the command line and the API give the same people.
 
 Outputs mirror the input under the output folder: `a/b.jpg` gives `OUT/a/b.jpg` (drawn) and
 `OUT/a/b.jpg.json` (box, score and named keypoints of every person); a video gives the drawn video
 (same name, same frame rate) and `OUT/<video>.json` with every frame. `OUT/results_keypoints.json`
 holds everyone in COCO results format; its image ids are 1, 2, ... over the images processed in
 sorted path order (a video's frame index + 1), listed with their file names in `OUT/run.json`,
-beside the skipped files and the settings. Nothing is written into the input: an output folder
+beside the skipped files and the settings. A video's JSON holds `keypoint_names` once and `frames`, a
+list of {frame_index, image_id, persons}, each person with its `track_id` when tracking is on. A
+webcam (`0`, `webcam:1`) or a stream (`rtsp://...`, `http(s)://...`) is read like a video and written
+as `webcam0.mp4` / `stream.mp4` with its `.json`. Nothing is written into the input: an output folder
 that is, contains or lies inside the input folder is refused.
 """
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +22,12 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .detection import BoxFile, clean_boxes
+from .detection import BoxFile
 from .drawing import draw_poses
-from .evaluation import rescore, write_results_json
+from .evaluation import write_results_json
 from .fileio import write_json_atomic
-from .predictor import CropBatcher, read_image_rgb
+from .predictor import read_image_rgb
+from .service import PoseEstimator
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.m4v', '.webm')
@@ -27,6 +35,9 @@ FOURCC = {'.avi': 'MJPG', '.webm': 'VP80'}  # drawn video codec by container; ot
 RESULTS_FILE = 'results_keypoints.json'
 RUN_FILE = 'run.json'
 MAX_WARNINGS = 20  # skipped files named on the console; run.json lists them all
+STREAM_SCHEMES = ('rtsp://', 'rtsps://', 'rtmp://', 'http://', 'https://', 'udp://', 'tcp://')
+NO_GUI = ("--show: this OpenCV has no GUI (the opencv-python-headless wheel): no window is shown; "
+          "pip install opencv-python for one")
 
 
 @dataclass
@@ -36,10 +47,33 @@ class InputPlan:
     kind: str
     root: Path
     files: list
+    capture: object = None  # what cv2.VideoCapture opens for a webcam (int) or stream (URL)
+
+
+def parse_source(text):
+    """('camera', index) for '0' or 'webcam:1', ('stream', url) for rtsp:// (etc.) URLs, else ('path', text)."""
+    text = str(text).strip()
+    if text.isdigit():
+        return 'camera', int(text)
+    if text.lower().startswith('webcam'):
+        index = text[len('webcam'):].lstrip(':')
+        if not index.isdigit() and index != '':
+            raise ValueError(f"{text}: a webcam is 'webcam' or 'webcam:N' (N the camera index)")
+        return 'camera', int(index or 0)
+    if text.lower().startswith(STREAM_SCHEMES):
+        return 'stream', text
+    return 'path', text
 
 
 def plan_inputs(in_path, out_dir, recursive=False):
-    """The files under an input (folder, image or video); ValueError when missing or the output overlaps it."""
+    """The files under an input (folder, image, video, webcam or stream); ValueError when missing or the output
+    overlaps it."""
+    kind, target = parse_source(in_path)
+    if kind != 'path':
+        if Path(out_dir).exists() and not Path(out_dir).is_dir():
+            raise ValueError(f"{out_dir}: exists and is not a folder")
+        name = f"webcam{target}.mp4" if kind == 'camera' else 'stream.mp4'
+        return InputPlan('video', Path('.'), [Path(name)], capture=target)
     src = Path(in_path)
     if not src.exists():
         raise ValueError(f"{in_path}: input not found")
@@ -68,17 +102,28 @@ class Annotator:
     """Runs a predictor with a box source over planned inputs and writes the drawings and JSON files.
 
     `warn(message)`, when given, is told about skipped files (the first MAX_WARNINGS; run.json lists all).
+    `predictor` is a `PoseEstimator` (box_source then None: the estimator's own), or a bare predictor
+    with a box source, wrapped in an estimator with `estimator_options` (tracking, smooth, det_interval,
+    single_person). draw_bbox, radius, thickness: drawing; show: a live window for videos.
     """
 
-    def __init__(self, predictor, box_source, out_dir, kpt_thr=0.3, progress=True, warn=None, category_id=1):
-        self.predictor = predictor
+    def __init__(self, predictor, box_source, out_dir, kpt_thr=0.3, progress=True, warn=None, draw_bbox=True,
+                 radius=None, thickness=None, show=False, category_id=1, **estimator_options):
         self.category_id = category_id
+        if isinstance(predictor, PoseEstimator):
+            self.estimator = predictor
+        else:  # box notes go to `warn`, or else to the log
+            self.estimator = PoseEstimator.from_parts(predictor, box_source, kpt_thr=kpt_thr, warn=warn,
+                                                      **estimator_options)
         self.warn = warn or (lambda message: None)
-        self.box_source = box_source
+        self.predictor = self.estimator.predictor
+        self.box_source = self.estimator.box_source
         self.out = Path(out_dir)
         self.kpt_thr = kpt_thr
         self.progress = progress
-        self.names = predictor.info.joint_names
+        self.names = self.predictor.info.joint_names
+        self.draw_options = dict(draw_boxes=draw_bbox, radius=radius, thickness=thickness)
+        self.show = bool(show)
 
     def run(self, plan, settings=None):
         """Process the plan; writes results and run.json, returns the run's statistics (also in run.json)."""
@@ -86,11 +131,14 @@ class Annotator:
             raise ValueError("box files name images: for a video use --detector hog or the whole frame")
         self.out.mkdir(parents=True, exist_ok=True)
         stats = dict(kind=plan.kind, images=[], skipped=[], persons=0, without_persons=0,
-                     box_source=self.box_source.description)
+                     box_source=self.box_source.description,
+                     detector_weights=getattr(self.box_source, 'weights', None),
+                     tracking=plan.kind == 'video' and self.estimator.tracking)
         results = []
         start = time.perf_counter()
         if plan.kind == 'video':
-            self._video(plan.root / plan.files[0], plan.files[0], stats, results)
+            source = plan.capture if plan.capture is not None else plan.root / plan.files[0]
+            self._video(source, plan.files[0], stats, results)
         else:
             self._images(plan, stats, results)
         seconds = time.perf_counter() - start
@@ -125,29 +173,12 @@ class Annotator:
                 continue
             yield rel, image
 
-    def _predict(self, items):
-        """(name, image) items -> (name, image, persons), the crops of several images run as one batch.
-
-        At most batch_size images wait (also when they have no boxes), so memory stays bounded.
-        """
-        batcher = CropBatcher(self.predictor, max_waiting=self.predictor.batch_size)
-        for name, image in items:
-            boxes, scores = self.box_source.boxes(image, name)
-            boxes, scores, note = clean_boxes(boxes, scores, image.shape[:2])
-            if note:
-                self.warn(f"{Path(name).as_posix()}: {note}")
-            yield from self._persons(batcher.add((name, image, boxes, scores), *self.predictor.crops(image, boxes)))
-        yield from self._persons(batcher.finish())
-
-    @staticmethod
-    def _persons(ready):
-        for (name, image, boxes, scores), keypoints in ready:
-            yield name, image, [dict(bbox=box, box_score=float(s), keypoints=k, score=rescore(k[:, 2], s))
-                                for box, s, k in zip(boxes, scores, keypoints)]
-
     def _person_json(self, person):
-        return dict(bbox=[float(v) for v in person['bbox']], box_score=person['box_score'], score=person['score'],
-                    keypoints={n: [float(v) for v in k] for n, k in zip(self.names, person['keypoints'])})
+        out = dict(bbox=[float(v) for v in person['bbox']], box_score=person['box_score'], score=person['score'],
+                   keypoints={n: [float(v) for v in k] for n, k in zip(self.names, person['keypoints'])})
+        if 'track_id' in person:
+            out['track_id'] = person['track_id']
+        return out
 
     def _record(self, image_id, persons, stats, results, category_id=None):
         """Count the people of one image and add them to the COCO results; their JSON form."""
@@ -161,12 +192,12 @@ class Annotator:
 
     def _draw(self, image, persons):
         """The drawn copy of an RGB image, in OpenCV's BGR order for writing."""
-        drawn = draw_poses(image, persons, self.predictor.info.skeleton, self.kpt_thr)
+        drawn = draw_poses(image, persons, self.predictor.info.skeleton, self.kpt_thr, **self.draw_options)
         return cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
 
     def _images(self, plan, stats, results):
         file_ids = getattr(self.box_source, 'has_image_ids', False)
-        for rel, image, persons in self._predict(self._read_images(plan, stats)):
+        for rel, image, persons in self.estimator.stream(self._read_images(plan, stats)):
             image_id = self.box_source.image_id(rel) if file_ids else len(stats['images']) + 1
             height, width = image.shape[:2]
             stats['images'].append(dict(id=image_id, file_name=rel.as_posix(), width=width, height=height))
@@ -191,13 +222,45 @@ class Annotator:
                 bar.update()
                 yield rel, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
-    def _video(self, path, rel, stats, results):
-        capture = cv2.VideoCapture(str(path))
+    @staticmethod
+    def _interruptible(frames, live):
+        """The frames; for a live source, KeyboardInterrupt ends them (the outputs are still written)."""
+        try:
+            yield from frames
+        except KeyboardInterrupt:
+            if not live:
+                raise
+
+    def _open_window(self):
+        """Whether a live window can be shown (warns once, in one line, when OpenCV has no GUI)."""
+        if not self.show:
+            return False
+        gui = [line for line in cv2.getBuildInformation().splitlines() if line.strip().startswith('GUI:')]
+        if gui and gui[0].split(':', 1)[1].strip().upper() == 'NONE':
+            self.warn(NO_GUI)
+            return False
+        if os.name == 'posix' and not (os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY')):
+            self.warn("--show: no display here (DISPLAY is not set): no window is shown")
+            return False
+        try:
+            cv2.namedWindow('litehrnet', cv2.WINDOW_NORMAL)
+        except cv2.error:
+            self.warn(NO_GUI)
+            return False
+        return True
+
+    def _video(self, source, rel, stats, results):
+        capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+        if not capture.isOpened() and not isinstance(source, Path):
+            raise ValueError(f"{source}: cannot open this {'webcam' if isinstance(source, int) else 'stream'}")
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         target = self.out / rel
         writer, frames = None, []
+        window = self._open_window()
+        live = not isinstance(source, Path)  # a webcam or stream: Ctrl-C ends it and keeps what was done
         try:
-            for _, image, persons in self._predict(self._frames(capture, rel)):
+            for _, image, persons in self._interruptible(self.estimator.iter_track(self._frames(capture, rel), fps),
+                                                         live):
                 image_id = len(stats['images']) + 1
                 height, width = image.shape[:2]
                 if writer is None:
@@ -207,19 +270,27 @@ class Annotator:
                         raise ValueError(f"{target}: cannot write a video here")
                 stats['images'].append(dict(id=image_id, file_name=f"{rel.as_posix()}#{image_id - 1}",
                                             width=width, height=height))
-                writer.write(self._draw(image, persons))
+                drawn = self._draw(image, persons)
+                writer.write(drawn)
+                if window:
+                    cv2.imshow('litehrnet', drawn)
+                    if cv2.waitKey(1) & 0xFF in (ord('q'), 27):  # q or Esc stops
+                        break
                 frames.append(dict(frame_index=image_id - 1, image_id=image_id,
                                    persons=self._record(image_id, persons, stats, results)))
         finally:
             capture.release()
             if writer is not None:
                 writer.release()
+            if window:
+                cv2.destroyWindow('litehrnet')
         if not frames:
             self._skip(stats, rel, 'unreadable video')
             return
         _write_json(target.with_name(target.name + '.json'), dict(
             file_name=rel.as_posix(), fps=fps, width=stats['images'][0]['width'],
-            height=stats['images'][0]['height'], box_source=self.box_source.description, frames=frames))
+            height=stats['images'][0]['height'], box_source=self.box_source.description,
+            tracking=self.estimator.tracking, keypoint_names=list(self.names), frames=frames))
 
 
 def run_summary(stats, out_dir, random_weights=False):
@@ -233,5 +304,7 @@ def run_summary(stats, out_dir, random_weights=False):
     empty = f" ({empty} {unit if empty > 1 else unit[:-1]} without a person)" if empty else ''
     line = (f"{len(stats['images'])} {unit}, {stats['persons']} persons{empty}, "
             f"{len(stats['skipped'])} skipped{skipped}, "
-            f"{stats['seconds_per_image']:.3f} s per {unit[:-1]}, boxes: {stats['box_source']}; outputs in {out_dir}")
+            f"{stats['seconds_per_image']:.3f} s per {unit[:-1]}, boxes: {stats['box_source']}"
+            f"{'; detector weights: ' + str(stats['detector_weights']) if stats.get('detector_weights') else ''}"
+            f"{'; tracking on' if stats.get('tracking') else ''}; outputs in {out_dir}")
     return ("RANDOM WEIGHTS (no --checkpoint), keypoints are meaningless: " + line) if random_weights else line

@@ -74,8 +74,11 @@ class WholeImage:
 class HogDetector:
     """OpenCV's built-in HOG + linear SVM people detector (no download), with non-maximum suppression.
 
-    Scores are the SVM margins (above `hit_threshold`, not probabilities). Images are upscaled to at
-    least `min_height` pixels first: the detector's window is 64x128, so smaller people are missed.
+    Scores are mapped to [0, 1] from the SVM margins m (above `hit_threshold`) by the logistic
+    function, `hog_score(m) = 1 / (1 + exp(-m))`: margin 0 (the default hit threshold) is 0.5, margin 1
+    is 0.73, margin 2 is 0.88, so the one `--bbox_thr` applies to HOG as to every box source. Images are
+    upscaled to at least `min_height` pixels first: the detector's window is 64x128, so smaller people
+    are missed.
     """
 
     description = 'OpenCV HOG people detector'
@@ -99,7 +102,12 @@ class HogDetector:
         weights = np.asarray(weights, dtype=np.float64).reshape(-1)
         keep = np.asarray(cv2.dnn.NMSBoxes(rects.tolist(), weights.tolist(), float(self.hit_threshold),
                                            self.nms_iou), dtype=int).reshape(-1)
-        return rects[keep], weights[keep]
+        return rects[keep], hog_score(weights[keep])
+
+
+def hog_score(margin):
+    """A HOG SVM margin mapped to [0, 1] by the logistic function (0 -> 0.5); see HogDetector."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=np.float64)))
 
 
 class BoxFile:

@@ -34,14 +34,24 @@ def _point(xy):
     return int(round(float(xy[0]))), int(round(float(xy[1])))
 
 
-def draw_poses(image_rgb, persons, skeleton, kpt_thr=0.3, draw_boxes=True):
+def track_color(track_id):
+    """A stable RGB colour per track id (golden-ratio hue steps, so neighbouring ids differ)."""
+    hue = (int(track_id) * 0.618033988749895) % 1.0
+    return tuple(int(c * 255) for c in colorsys.hsv_to_rgb(hue, 0.85, 1.0))
+
+
+def draw_poses(image_rgb, persons, skeleton, kpt_thr=0.3, draw_boxes=True, radius=None, thickness=None):
     """A copy of the RGB image with each person's box, limbs and keypoints whose score is >= kpt_thr.
 
     A person is a dict with 'keypoints' (K, 3) = x, y, score in image pixels and, for the box,
-    'bbox' [x, y, w, h] and optionally 'box_score'. No persons: an unchanged copy.
+    'bbox' [x, y, w, h] and optionally 'box_score' and 'track_id' (the box then takes the track's
+    colour and is labelled with the id). radius / thickness: keypoint radius and limb thickness in
+    pixels (default: growing with the image). No persons: an unchanged copy.
     """
     canvas = np.ascontiguousarray(image_rgb).copy()
     unit = max(1, int(round(max(canvas.shape[:2]) / 300)))
+    radius = 2 * unit + 1 if radius is None else int(radius)
+    thickness = 2 * unit if thickness is None else int(thickness)
     limb_palette = limb_colors(len(skeleton))
     num_joints = len(np.asarray(persons[0]['keypoints']).reshape(-1, 3)) if persons else 0
     joint_palette = joint_colors(num_joints, skeleton)
@@ -50,14 +60,18 @@ def draw_poses(image_rgb, persons, skeleton, kpt_thr=0.3, draw_boxes=True):
         shown = np.isfinite(kpts).all(axis=1) & (kpts[:, 2] >= kpt_thr)
         if draw_boxes and person.get('bbox') is not None:
             x, y, w, h = (float(v) for v in person['bbox'])
-            cv2.rectangle(canvas, _point((x, y)), _point((x + w, y + h)), BOX_COLOR, unit, cv2.LINE_AA)
-            if person.get('box_score') is not None:
-                cv2.putText(canvas, f"{person['box_score']:.2f}", _point((x + 2, y + 12 * unit)),
-                            cv2.FONT_HERSHEY_SIMPLEX, 0.4 * unit, BOX_COLOR, max(1, unit // 2), cv2.LINE_AA)
+            tid = person.get('track_id')
+            color = BOX_COLOR if tid is None else track_color(tid)
+            cv2.rectangle(canvas, _point((x, y)), _point((x + w, y + h)), color, unit, cv2.LINE_AA)
+            label = ' '.join(([f"id {tid}"] if tid is not None else []) +
+                             ([f"{person['box_score']:.2f}"] if person.get('box_score') is not None else []))
+            if label:
+                cv2.putText(canvas, label, _point((x + 2, y + 12 * unit)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.4 * unit, color, max(1, unit // 2), cv2.LINE_AA)
         for (a, b), color in zip(skeleton, limb_palette):
             if 0 <= a < len(shown) and 0 <= b < len(shown) and shown[a] and shown[b]:
-                cv2.line(canvas, _point(kpts[a]), _point(kpts[b]), color, 2 * unit, cv2.LINE_AA)
+                cv2.line(canvas, _point(kpts[a]), _point(kpts[b]), color, thickness, cv2.LINE_AA)
         for j, color in enumerate(joint_palette):
             if shown[j]:
-                cv2.circle(canvas, _point(kpts[j]), 2 * unit + 1, color, -1, cv2.LINE_AA)
+                cv2.circle(canvas, _point(kpts[j]), radius, color, -1, cv2.LINE_AA)
     return canvas

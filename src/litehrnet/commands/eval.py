@@ -43,7 +43,7 @@ def parse_args(argv=None, prog='eval.py'):
     p.add_argument('--oks_thr', type=float, default=0.9, help='OKS-NMS threshold')
     p.add_argument('--batch_size', type=int, default=32)
     p.add_argument('--output_path', default='output/eval', help='where results and metrics.json are written')
-    p.add_argument('--device_target', choices=DEVICES, default='CPU')
+    p.add_argument('--device_target', choices=DEVICES, help='default: auto (GPU, then Ascend, then CPU; logged)')
     p.add_argument('--mode', choices=MODES, default='graph', help='MindSpore execution mode')
     p.add_argument('--results_json', help='score this COCO results file against --ann_file (no model is built)')
     add_keypoint_flags(p)

@@ -29,7 +29,7 @@ def parse_args(argv=None, prog='export.py'):
     p.add_argument('--output', required=True, help='model file (the format\'s suffix is added when missing)')
     p.add_argument('--flip_test', type=str2bool, default=False, metavar='true|false',
                    help='fold the flip test into the model (default false)')
-    p.add_argument('--device_target', choices=DEVICES, default='CPU')
+    p.add_argument('--device_target', choices=DEVICES, help='default: auto (GPU, then Ascend, then CPU; logged)')
     return p.parse_args(argv)
 
 

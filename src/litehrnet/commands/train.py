@@ -23,7 +23,7 @@ from pathlib import Path
 from . import program_name
 from ..cli import ArgParser, add_keypoint_flags, number_list, resolution, run_main, str2bool
 from ..data.datasets import DATASETS
-from ..device import DEVICES
+from ..device import DEVICES, select_device
 from ..engine.config import AMP_LEVELS, make_config
 from ..engine.rundir import DEFAULT_OUTPUT_DIR
 from ..engine.trainer import TrainingInterrupted, TrainingStopped, train
@@ -86,7 +86,7 @@ def parse_args(argv=None, prog='train.py'):
     p.add_argument('--load_ckpt', help='the earlier port\'s name for --pretrained')
     p.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
                    help='continue a run exactly (default: <checkpoint_path>/last.ckpt)')
-    p.add_argument('--device_target', choices=DEVICES)
+    p.add_argument('--device_target', choices=DEVICES, help='default: auto (GPU, then Ascend, then CPU)')
     p.add_argument('--amp_level', choices=AMP_LEVELS, help='mixed precision on GPU/Ascend (default O0)')
     p.add_argument('--progress', type=str2bool, metavar='true|false', help='progress bar (default true)')
     args = p.parse_args(argv)
@@ -114,8 +114,8 @@ def config_from_args(args):
         lr=args.lr, milestones=args.lr_steps, warmup_iters=args.warmup_iters, val_interval=args.val_interval,
         save_interval=args.save_interval, save_checkpoint_steps=args.save_checkpoint_steps,
         flip_test=args.flip_test, seed=args.seed, workers=args.workers,
-        pretrained=args.pretrained or args.load_ckpt, pretrained_backbone=args.pretrained_backbone,
-        resume=args.resume, device_target=args.device_target,
+        pretrained=args.pretrained or args.load_ckpt, pretrained_backbone=args.pretrained_backbone, resume=args.resume,
+        device_target=args.device_target or select_device()[0],
         amp_level=args.amp_level, progress=args.progress)
 
 
