@@ -397,7 +397,7 @@ def test_upsampling_heads_export_and_reload(tmp_path):
         "    ref = net(x).asnumpy()\n"
         "    rel = float(np.abs(y - ref).max() / np.abs(ref).max())\n"
         "    print(head, y.shape, os.path.getsize(base + '.onnx') > 0, rel)\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.path.dirname(os.path.abspath(__file__))]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), os.path.dirname(os.path.abspath(__file__))]))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, timeout=900,
                           env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
