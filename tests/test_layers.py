@@ -19,7 +19,7 @@ LAYERS = {  # top-level module or subpackage of litehrnet -> layer
     "models": 1, "checkpoint": 1, "codec": 1, "data": 1, "evaluation": 1, "detection": 1, "drawing": 1,
     # application
     "predictor": 2, "evaluate": 2, "engine": 2, "exporting": 2, "runners": 2, "annotate": 2,
-    "tracking": 2, "onnx_detector": 2,
+    "tracking": 2, "onnx_detector": 2, "experiment": 2,
     # command lines
     "cli": 3, "commands": 3,
     # the public API (litehrnet/__init__.py)

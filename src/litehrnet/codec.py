@@ -138,10 +138,12 @@ class MSRAHeatmap:
         return keypoints * self.stride.astype(np.float32), scores
 
 
-def codec_for(input_size_hw, post_process='default'):
-    """The published codec for an input size: heatmap = input / 4, sigma 3 if it is >= 72 wide, else 2."""
-    heatmap_size_hw = (input_size_hw[0] // 4, input_size_hw[1] // 4)
-    sigma = 3 if heatmap_size_hw[1] >= 72 else 2
+def codec_for(input_size_hw, post_process='default', stride=4, sigma=None):
+    """The published codec for an input size: heatmap = input / stride (4; 1 for a full-resolution head),
+    sigma (heatmap pixels) 3 if the heatmap is >= 72 wide, else 2, unless given."""
+    heatmap_size_hw = (input_size_hw[0] // stride, input_size_hw[1] // stride)
+    if sigma is None:
+        sigma = 3 if heatmap_size_hw[1] >= 72 else 2
     return MSRAHeatmap(input_size_hw, heatmap_size_hw, sigma, post_process)
 
 

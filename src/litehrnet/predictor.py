@@ -32,7 +32,7 @@ class TopDownPredictor:
         self.info = get_keypoint_info(keypoint_info) if isinstance(keypoint_info, str) else keypoint_info
         self.flip_test = bool(flip_test) and bool(self.info.flip_pairs)
         self.post_process = post_process
-        self.codec = codec_for(self.input_size_hw, post_process)
+        self.codec = codec_for(self.input_size_hw, post_process, stride=getattr(net, 'output_stride', 4))
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

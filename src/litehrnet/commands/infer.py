@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..annotate import Annotator, plan_inputs, run_summary
 from . import program_name
+from ..experiment import add_config_flags, parse_with_config
 from ..cli import ArgParser, resolution, run_main, str2bool
 from ..detection import make_box_source
 from ..device import DEVICES, MODES, set_device
@@ -26,6 +27,7 @@ from ..runners import BACKENDS, make_predictor, open_backend
 
 def parse_args(argv=None, prog='infer.py'):
     p = ArgParser(prog=prog, description=__doc__.splitlines()[0])
+    add_config_flags(p)
     p.add_argument('--model_type', default='litehrnet_18', help='mindspore backend: model type (or alias, or '
                                                                  'architecture .json/.yaml)')
     p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192, or what the exported model '
@@ -49,7 +51,10 @@ def parse_args(argv=None, prog='infer.py'):
     p.add_argument('--device_target', choices=DEVICES, default='CPU')
     p.add_argument('--mode', choices=MODES, default='graph', help='MindSpore execution mode')
     p.add_argument('--no_progress', action='store_true', help='no progress bar')
-    return p.parse_args(argv)
+    args, notes = parse_with_config(p, argv, 'infer')
+    for note in notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    return args
 
 
 def run(args):

@@ -27,17 +27,23 @@ from mindspore import nn
 from tqdm import tqdm
 
 from ..data.datasets import dataset_spec
+from ..codec import codec_for
 from ..data.pipeline import build_train_dataset
+from ..data.split import split_annotations
 from ..device import set_device
 from ..errors import CheckpointError
 from ..evaluate import EVALUATORS, evaluate_split
+from ..data.coco import load_annotation_file
 from ..fileio import write_json_atomic
 from ..models.registry import create_model
-from ..models.weights import load_weights
+from ..models.weights import load_backbone, load_weights
+from .config import configure_transform, uses_recipe_optimizer
 from .curves import draw_curves
 from .examples import draw_examples
+from .freeze import BackboneFreezer
 from .loss import JointsMSELoss, NetWithLoss
-from .schedule import step_lr
+from .optim import build_optimizer
+from .schedule import build_schedule, step_lr
 from .state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
 from .rundir import RunLock, choose_output_dir, remove_stale_temporaries
 
@@ -99,7 +105,10 @@ def _logger(output_dir, rank, group_size):
 
 
 def dataset_splits(config):
-    """(train annotations, train images, val annotations, val images); the demo is generated when missing."""
+    """(train annotations, train images, val annotations, val images); the demo is generated when missing.
+
+    With config.val_split, the train annotation file is split by image (seeded by config.seed) into
+    <output_dir>/split/{train,val}.json, which the run trains and validates on."""
     spec = dataset_spec(config.dataset)
     if spec.generate:
         root = spec.generate(config.data_root or Path(config.output_dir) / f'{spec.name}_data')
@@ -109,12 +118,35 @@ def dataset_splits(config):
         root = Path(config.data_root)
         if not root.is_dir():
             raise ValueError(f"{root}: data folder not found")
+    if config.val_split:
+        return split_train_file(spec, root, config)
     val_ann, val_img = spec.split_files(root, 'val')
     if not val_ann.is_file():
         raise ValueError(f"{val_ann}: validation annotation file not found")
     if spec.check_val:  # e.g. MPII: PCKh needs mpii_gt_val.mat, in the order of the annotations
         spec.check_val(val_ann)
     return (*spec.split_files(root, 'train'), val_ann, val_img)
+
+
+def split_train_file(spec, root, config):
+    """The seeded val_split of the train annotation file, written to <output_dir>/split/ (same image folder)."""
+    train_ann, train_img = spec.split_files(root, 'train')
+    if not train_ann.is_file():
+        raise ValueError(f"{train_ann}: training annotation file not found")
+    train_part, val_part = split_annotations(load_annotation_file(train_ann), config.val_split, config.seed)
+    folder = Path(config.output_dir) / 'split'
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / 'train.json', train_part)
+    write_json_atomic(folder / 'val.json', val_part)
+    return folder / 'train.json', train_img, folder / 'val.json', train_img
+
+
+def dataset_meta(config, spec, train_ann):
+    """The keypoint metadata file: the config's, or a generated set's own (e.g. demo_landmarks' meta.json)."""
+    if config.meta or not spec.meta_file:
+        return config.meta
+    root = Path(config.data_root or Path(config.output_dir) / f'{spec.name}_data')
+    return str(root / spec.meta_file)
 
 
 def weights_fingerprint(net):
@@ -162,8 +194,11 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
         self.spec = dataset_spec(config.dataset)
+        self.meta = dataset_meta(config, self.spec, train_ann)
         self.train_set = self.spec.training_set(train_ann, train_img, config.input_size_hw, train=True,
-                                                seed=config.seed, meta=config.meta)
+                                                seed=config.seed, meta=self.meta)
+        if config.augmentation is not None:
+            configure_transform(self.train_set.transform, config.augmentation)
         self.metric = self.spec.metric
         self.info = self.train_set.info
         self.log = _logger(self.out, self.rank, self.group_size)
@@ -180,9 +215,14 @@ class Trainer:
                                     reset_head=True)
         for w in caught:
             self.log.info(str(w.message))
+        if config.pretrained_backbone:
+            self.log.info(str(load_backbone(self.net, config.pretrained_backbone)))
+        self._set_targets(config)
+        self.freezer = BackboneFreezer(self.net) if config.freeze_backbone_epochs else None
         self.steps_per_epoch = None
         self.step = 0
-        self.best = dict(value=-1.0, epoch=0)  # of the dataset's main metric
+        self.best = dict(value=-1.0 if self.metric.higher_is_better else math.inf, epoch=0)  # the main metric
+        self.stale = 0  # validations since the main metric last improved (early stopping)
         self.epoch_loss = [0.0, 0]  # sum, count of the current epoch
         self.history = []
         self.last_saved = None  # (path, step) of the newest checkpoint with training state
@@ -190,21 +230,51 @@ class Trainer:
         self.signal = None  # SIGINT/SIGTERM received: stop after the current step
 
     # --- setup -------------------------------------------------------------------------------------
+    def _set_targets(self, config):
+        """Training targets at the network's output stride (or heatmap_size_hw) with the configured sigma."""
+        h, w = config.input_size_hw
+        stride = getattr(self.net, 'output_stride', 4)
+        if config.heatmap_size_hw is not None:
+            if tuple(config.heatmap_size_hw) != (h // stride, w // stride):
+                raise ValueError(f"heatmap_size_hw {config.heatmap_size_hw} does not match the network's output "
+                                 f"({h // stride}, {w // stride}) for input {h}x{w}")
+        if stride != 4 or config.sigma is not None:
+            self.train_set.codec = codec_for(config.input_size_hw, stride=stride, sigma=config.sigma)
+
+    def _schedule(self):
+        cfg = self.cfg
+        if cfg.lr_schedule is None:
+            return step_lr(cfg.lr, self.steps_per_epoch, cfg.epochs, cfg.milestones, warmup_iters=cfg.warmup_iters)
+        schedule = dict(cfg.lr_schedule)
+        if str(schedule.get('type', 'step')).lower() in ('step', 'multistep'):
+            schedule.setdefault('milestones', cfg.milestones)
+            if 'warmup_epochs' not in schedule:
+                schedule.setdefault('warmup_iters', cfg.warmup_iters)
+        return build_schedule(schedule, cfg.lr, self.steps_per_epoch, cfg.epochs)
+
     def _build(self, start_step):
         cfg = self.cfg
         self.data, sampler = build_train_dataset(self.train_set, cfg.batch_size, cfg.epochs, cfg.seed, start_step,
                                                  cfg.workers)
         self.steps_per_epoch = sampler.steps_per_epoch
         self.total_steps = sampler.total_steps
-        self.lr = step_lr(cfg.lr, self.steps_per_epoch, cfg.epochs, cfg.milestones, warmup_iters=cfg.warmup_iters)
-        self.optimizer = nn.Adam(self.net.trainable_params(), learning_rate=ms.Tensor(self.lr), eps=1e-8,
-                                 loss_scale=1.0 if cfg.amp_level == 'O0' else LOSS_SCALE)
+        self.lr = self._schedule()
+        loss_scale = 1.0 if cfg.amp_level == 'O0' else LOSS_SCALE
+        if uses_recipe_optimizer(cfg):
+            self.optimizer = build_optimizer(cfg.optimizer, self.net, self.lr, loss_scale=loss_scale,
+                                             freezable=self.freezer.freezable if self.freezer else None)
+            if self.freezer:
+                self.freezer.attach(self.optimizer)
+        else:  # the official Adam (and the optimizer state of earlier runs' last.ckpt)
+            self.optimizer = nn.Adam(self.net.trainable_params(), learning_rate=ms.Tensor(self.lr), eps=1e-8,
+                                     loss_scale=loss_scale)
         self.train_step = train_step_cell(self.net, self.optimizer, cfg.amp_level)
         self.train_step.set_train()
 
     def _counters(self):
         return dict(step=self.step, seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
                     num_samples=len(self.train_set), best_metric=float(self.best['value']), best_epoch=self.best['epoch'],
+                    stale_validations=self.stale,
                     epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1])
 
     def _resume(self):
@@ -224,6 +294,7 @@ class Trainer:
         self.step = int(state['step'])
         self.best = dict(value=float(state[best_metric_key(state)]), epoch=int(state['best_epoch']))
         self.epoch_loss = [float(state['epoch_loss_sum']), int(state['epoch_loss_count'])]
+        self.stale = int(state.get('stale_validations', 0))
         history = self.out / 'history.json'
         if history.is_file():
             self.history = [r for r in json.loads(history.read_text()) if r['step'] <= self.step]
@@ -259,12 +330,23 @@ class Trainer:
         start = time.time()
         metrics = evaluate_split(self.spec, self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
                                  keypoint_info=self.info, flip_test=self.cfg.flip_test, output_dir=self.out / 'val',
-                                 progress=False)
+                                 progress=False, **self._eval_settings())
         self.train_step.set_train()
         for line in EVALUATORS[self.spec.evaluator].tables(metrics).splitlines():
             self.log.debug(line)
         self.log.info(f"epoch {epoch}: {self.metric.describe(metrics)} in {time.time() - start:.0f} s")
         return metrics
+
+    def _eval_settings(self):
+        settings = dict(self.spec.eval_settings or {})
+        if self.cfg.sdr_thresholds and self.spec.evaluator == 'coco':
+            settings['sdr_thresholds'] = tuple(self.cfg.sdr_thresholds)
+        return settings
+
+    def _improved(self, value):
+        if not math.isfinite(value):
+            return False
+        return value > self.best['value'] if self.metric.higher_is_better else value < self.best['value']
 
     def _end_epoch(self, epoch, seconds, images):
         cfg = self.cfg
@@ -280,14 +362,22 @@ class Trainer:
             value = metrics[self.metric.key]
             row[self.metric.key] = value
             self.final_metrics = dict(metrics, epoch=epoch)
-            if value > self.best['value']:
+            if self._improved(value):
                 self.best = dict(value=value, epoch=epoch)
+                self.stale = 0
                 self._save('best.ckpt', with_state=False)
+            else:
+                self.stale += 1
         self.history.append(row)
         self._save('last.ckpt')
         if cfg.save_interval and epoch % cfg.save_interval == 0:
             self._save(f'epoch_{epoch:03d}.ckpt')
         self._write_history()
+
+    def _early_stop(self):
+        """Whether early stopping ends the run now (patience validations without a better main metric)."""
+        patience = self.cfg.early_stopping_patience
+        return bool(patience) and self.stale >= patience
 
     def _stop(self, loss, epoch):
         raise TrainingStopped(f"loss is {loss} at epoch {epoch}, step {self.step}: training stopped; "
@@ -353,7 +443,10 @@ class Trainer:
             self.last_saved = (path, self.step)
             self.log.info(f"resumed from {path} at step {self.step} (epoch {self.step // self.steps_per_epoch + 1})")
         if self.main:
-            settings = dict(dataclasses.asdict(cfg), val_ann=str(self.val_ann), num_joints=self.info.num_joints)
+            # the resolved settings, accepted back by --config (which ignores the derived val_ann and num_joints);
+            # resume is not written: the file reproduces the run from the start
+            settings = dict(dataclasses.asdict(cfg), resume=None, val_ann=str(self.val_ann),
+                            num_joints=self.info.num_joints)
             write_json_atomic(self.out / 'config.json', settings, indent=1, default=str)
             if self.net.model_type == 'custom':  # the architecture, usable as --model_type by eval/infer
                 write_json_atomic(self.out / 'model.json', self.net.config, indent=1)
@@ -367,6 +460,9 @@ class Trainer:
                 bar = tqdm(total=self.steps_per_epoch, initial=self.step % self.steps_per_epoch,
                            desc=f"epoch {epoch}/{cfg.epochs}", unit='step', dynamic_ncols=True,
                            disable=None if cfg.progress and self.main else True, leave=False)
+            if self.freezer:
+                self.freezer.set_frozen(self.freezer.frozen_at(self.step, self.steps_per_epoch,
+                                                               cfg.freeze_backbone_epochs))
             loss = float(self.train_step(image, target, weight).asnumpy())
             self.step += 1
             if not math.isfinite(loss):
@@ -386,6 +482,11 @@ class Trainer:
                 bar.close()
                 bar = None
                 self._end_epoch(epoch, time.time() - epoch_start, epoch_images)
+                if self._early_stop():
+                    self.log.info(f"early stopping at epoch {epoch}: no better validation {self.metric.label} in "
+                                  f"{self.stale} validations (best {self.best['value']:{self.metric.fmt}} at epoch "
+                                  f"{self.best['epoch']})")
+                    break
                 if self.signal is not None and self.step < self.total_steps:
                     self._interrupted(epoch)
                 epoch_start, epoch_images = time.time(), 0
