@@ -20,7 +20,9 @@ are read as YAML: `3`, `1e-4`, `false`, `[4, 8]`) > the file > the dataset's pre
 An unknown key is refused with one line naming it and the file. Shipped configs live in
 `litehrnet/configs/` (package data); `--config NAME` finds one by file name without the suffix.
 """
+import argparse
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -37,6 +39,19 @@ DERIVED = ('val_ann', 'num_joints')  # written with a run for the record; not se
 # top-level settings the other commands share with training (under the command's flag name)
 SHARED = ('model_type', 'input_size_hw', 'dataset', 'data_root', 'meta', 'flip_test', 'device_target')
 FIELDS = tuple(f for f in TrainConfig.__dataclass_fields__)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with `1e-4` read as a number (YAML 1.1 wants `1.0e-4`; users write both)."""
+
+
+_Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+$'),
+                              list('-+0123456789'))
+
+
+def load_yaml(text):
+    """yaml.safe_load, reading 1e-4 as a float."""
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigFileError(ValueError):
@@ -68,7 +83,7 @@ def read_config_file(path):
     except OSError as e:
         raise ConfigFileError(f"{path}: cannot read the config file ({e.strerror or e})") from None
     try:
-        data = json.loads(text) if path.suffix == '.json' else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == '.json' else load_yaml(text)
     except (ValueError, yaml.YAMLError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigFileError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({first})") from None
@@ -87,7 +102,7 @@ def parse_cfg_options(options):
         if not sep or not key.strip():
             raise ConfigFileError(f"--cfg_options: expected key=value, got {option!r}")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
         except yaml.YAMLError:
             value = text
         node = out
@@ -189,7 +204,10 @@ def parse_with_config(parser, argv, command):
     """Parse `argv` with the file named by --config (and --cfg_options) as the defaults; returns (args, notes).
 
     A ConfigFileError becomes the parser's one-line error (exit code 2)."""
-    pre, _ = parser.parse_known_args(argv)
+    early = argparse.ArgumentParser(add_help=False)  # only these two, before the required flags are checked
+    early.add_argument('--config')
+    early.add_argument('--cfg_options', nargs='+', default=[])
+    pre, _ = early.parse_known_args(argv)
     notes = []
     if pre.config or pre.cfg_options:
         try:
