@@ -113,25 +113,25 @@ def test_early_stopping_ends_after_patience_validations_without_improvement(smal
         assert 'early stopping at epoch' in (out / 'train.log').read_text()
 
 
-LANDMARK_MRE_BOUND = 12.0  # px; measured: see the test's docstring
+LANDMARK_MRE_BOUND = 16.0  # px; measured 11.1 (see the test's docstring)
 
 
 @pytest.mark.slow
 def test_landmark_demo_learns(tmp_path):
-    """--dataset demo_landmarks with its recipe (AdamW, cosine, no flip) on a narrow Lite-HRNet at 128x64 for 3 epochs.
+    """--dataset demo_landmarks with its recipe (AdamW, cosine, no flip) on a narrow Lite-HRNet at 128x64 for 6 epochs.
 
-    Measured on 2 CPU cores: validation MRE 1st epoch MEASURED_FIRST px, 3rd MEASURED_LAST px (an untrained
-    network is ~120 px off); the bound leaves room for other machines' round-off.
+    Measured on 2 CPU cores (about 1 min): validation MRE by epoch 65.8, 45.1, 13.9, 12.3, 11.4, 11.1 px (an
+    untrained network is ~120 px off); the bound, 16 px, leaves room for other machines' round-off.
     """
     out, model = tmp_path / 'run', tmp_path / 'tiny.json'
     model.write_text(json.dumps(TINY))
     result = run_script(['src/train.py', '--dataset', 'demo_landmarks', '--data_root', str(tmp_path / 'data'),
-                         '--model_type', str(model), '--target_res', '128x64', '--epochs', '3',
+                         '--model_type', str(model), '--target_res', '128x64', '--epochs', '6',
                          '--val_interval', '1', '--checkpoint_path', str(out), '--progress', 'false'])
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads((out / 'history.json').read_text())
     mre = [r['MRE'] for r in history]
-    assert len(mre) == 3 and mre[-1] < mre[0] and mre[-1] < LANDMARK_MRE_BOUND, mre
+    assert len(mre) == 6 and mre[-1] < mre[0] and mre[-1] < LANDMARK_MRE_BOUND, mre
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['SDR@8'] > metrics['SDR@4'] > metrics['SDR@2'] >= 0
     assert metrics['best_MRE'] == min(mre)  # lower is better for MRE
