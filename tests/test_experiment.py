@@ -63,13 +63,13 @@ def test_written_names_and_flag_names_are_aliases(tmp_path):
 ])
 def test_unknown_keys_are_refused_naming_key_and_file(tmp_path, capsys, data, words):
     path = _write(tmp_path, data)
-    for cli in (train_cli, eval_cli):
+    # a section is checked by its own command (train.py leaves the eval section to eval.py)
+    for cli in (eval_cli,) if 'eval section' in words else (train_cli, eval_cli):
         with pytest.raises(SystemExit) as e:
-            cli.parse_args(['--config', str(path)] + (['--checkpoint', 'x'] if cli is eval_cli else []))
+            cli.parse_args(['--config', str(path), '--checkpoint', 'x'] if cli is eval_cli else ['--config', str(path)])
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
-        if cli is train_cli or 'eval section' in words:
-            assert len(err.splitlines()) == 1 and str(path) in err and all(w in err for w in words), err
+        assert len(err.splitlines()) == 1 and str(path) in err and all(w in err for w in words), err
 
 
 def test_missing_file_and_bad_yaml_are_one_line(tmp_path, capsys):

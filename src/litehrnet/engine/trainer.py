@@ -191,6 +191,8 @@ class Trainer:
             raise
 
     def _setup(self, config, notes):
+        if config.early_stopping_patience and self.group_size > 1:  # only rank 0 validates: the ranks would part
+            raise ValueError("early_stopping_patience is for single-device runs (only rank 0 validates)")
         self.out.mkdir(parents=True, exist_ok=True)
         train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
         self.spec = dataset_spec(config.dataset)
