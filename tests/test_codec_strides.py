@@ -52,7 +52,7 @@ def test_sigma_defaults_and_config():
     assert output_stride("hrnet_w32") == 4 and output_stride("light_hrnet") == 2 and output_stride("litehrnet_18") == 4
     full = dict(create_model("light_hrnet", head=dict(type="full_resolution", sigma=2.5), conv_impl="native").config)
     assert output_stride(full) == 1 and heatmap_sigma(full) == 2.5
-    assert heatmap_sigma("hrnet_w32") is None and heatmap_sigma("configs/hrnet_tiny.yaml") == 2
+    assert heatmap_sigma("hrnet_w32") is None and heatmap_sigma("src/litehrnet/configs/models/hrnet_tiny.yaml") == 2
     with pytest.raises(ValueError, match="output stride"):
         codec_for((66, 64), output_stride=4)
     with pytest.raises(ValueError, match="one integer output stride"):

@@ -38,8 +38,8 @@ np.savez(sys.argv[2], **{f'y{i}': nn.GraphCell(ms.load(p))(ms.Tensor(x)).asnumpy
 def _model_file(folder, head):
     """configs/hrnet_tiny.yaml (official head, stride 4), or it with another head, as a file."""
     if head == 'official':
-        return str(ROOT / 'configs' / 'hrnet_tiny.yaml')
-    config = yaml.safe_load((ROOT / 'configs' / 'hrnet_tiny.yaml').read_text())
+        return str(ROOT / 'src' / 'litehrnet' / 'configs' / 'models' / 'hrnet_tiny.yaml')
+    config = yaml.safe_load((ROOT / 'src' / 'litehrnet' / 'configs' / 'models' / 'hrnet_tiny.yaml').read_text())
     config['head'] = dict(type=head, sigma=2)
     path = folder / f'tiny_{head}.yaml'
     path.write_text(yaml.safe_dump(config))

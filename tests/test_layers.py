@@ -20,6 +20,7 @@ LAYERS = {  # top-level module or subpackage of litehrnet -> layer
     # application
     "predictor": 2, "evaluate": 2, "engine": 2, "exporting": 2, "runners": 2, "annotate": 2,
     "tracking": 2, "onnx_detector": 2, "service": 2, "detectors": 2, "mindyolo_detector": 2,
+    "experiment": 2,
     # command lines
     "cli": 3, "commands": 3,
     # the public API (litehrnet/__init__.py)

@@ -49,7 +49,7 @@ def test_infer_on_a_folder_with_the_tiny_official_hrnet(tmp_path):
     image = rng.integers(0, 256, (96, 64, 3), dtype=np.uint8)
     (tmp_path / 'imgs').mkdir()
     cv2.imwrite(str(tmp_path / 'imgs' / 'p.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    proc = run_script(['src/infer.py', '--model_type', 'configs/hrnet_tiny.yaml', '--checkpoint', ckpt,
+    proc = run_script(['src/infer.py', '--model_type', 'src/litehrnet/configs/models/hrnet_tiny.yaml', '--checkpoint', ckpt,
                        '--infer_data_root', tmp_path / 'imgs', '--out_data_root', tmp_path / 'out',
                        '--target_res', '64x64', '--mode', 'pynative', '--no_progress'])
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -68,7 +68,7 @@ def test_convert_checkpoint_turns_an_mmpose_hrnet_file_into_a_project_ckpt(tmp_p
     from litehrnet.checkpoint.hrnet_weights import read_pose_weights
     tiny = shared_path('fixtures', 'hrnet', 'tiny')
     out = tmp_path / 'tiny.ckpt'
-    proc = run_script(['scripts/convert_checkpoint.py', '--model_type', 'configs/hrnet_tiny.yaml', '--input',
+    proc = run_script(['scripts/convert_checkpoint.py', '--model_type', 'src/litehrnet/configs/models/hrnet_tiny.yaml', '--input',
                        tiny / 'tiny_mmpose0.pth', '--output', out, '--verify', '--target_res', '64x64'])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'max |difference| between the two files\' outputs at 64x64 = 0' in proc.stdout
@@ -85,7 +85,7 @@ def test_eval_on_tiny_coco_with_the_tiny_official_hrnet(tmp_path):
     from test_evaluate import ANN_FILE, TINY, coco_people
     ckpt = shared_path('fixtures', 'hrnet', 'tiny', 'tiny_official.pth')
     shared_path('data', 'coco-tiny', 'test_coco.json')
-    proc = run_script(['src/eval.py', '--model_type', 'configs/hrnet_tiny.yaml', '--checkpoint', ckpt,
+    proc = run_script(['src/eval.py', '--model_type', 'src/litehrnet/configs/models/hrnet_tiny.yaml', '--checkpoint', ckpt,
                        '--target_res', '64x64', '--dataset', 'coco', '--ann_file', ANN_FILE, '--img_dir', TINY,
                        '--output_path', tmp_path / 'out', '--mode', 'pynative', '--no_progress'])
     assert proc.returncode == 0, proc.stderr[-2000:]

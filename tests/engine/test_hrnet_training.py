@@ -12,7 +12,7 @@ from litehrnet.data.demo import ensure_demo_dataset
 from litehrnet.engine.config import make_config
 from litehrnet.checkpoint.hrnet_weights import read_pose_weights
 
-TINY_YAML = ROOT / "configs" / "hrnet_tiny.yaml"
+TINY_YAML = ROOT / "src" / "litehrnet" / "configs" / "models" / "hrnet_tiny.yaml"
 
 
 def test_hrnet_recipe_is_the_preset_of_the_hrnet_family():

@@ -292,7 +292,7 @@ def test_official_head_kernel_3_and_head_override():
     net = litehrnet.create_model(narrow_hrnet(final_conv_kernel=3), num_joints=2)
     assert tuple(net.keypoint_head.final_layer.weight.shape) == (2, 4, 3, 3)
     assert net(_image()).shape == (1, 2, 16, 16)
-    tiny = os.path.join(ROOT, "configs", "hrnet_tiny.yaml")
+    tiny = os.path.join(ROOT, "src", "litehrnet", "configs", "models", "hrnet_tiny.yaml")
     full = litehrnet.create_model(tiny, head="full_resolution")
     assert full.output_stride == 1 and full.config["head"]["sigma"] == 2
     assert "keypoint_head.conv_layers.1.moving_mean" in {p.name for p in full.get_parameters()}

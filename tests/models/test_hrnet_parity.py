@@ -23,7 +23,7 @@ from hrnet_reference import (TAGS, bn_modules, expected_names_and_shapes, fixtur
                              meta, official_hrnet_to_project, recipe_weights, rel_err)
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_CONFIG = ROOT / "configs" / "hrnet_tiny.yaml"
+TINY_CONFIG = ROOT / "src" / "litehrnet" / "configs" / "models" / "hrnet_tiny.yaml"
 W32 = "hrnet_w32_coco_256x192"
 ALL_TAGS = list(TAGS) + ["tiny"]
 

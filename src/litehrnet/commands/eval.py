@@ -9,10 +9,12 @@ override). MPII (mmpose layout): DIR/annotations/mpii_val.json, DIR/annotations/
 DIR/images/. Without --bbox_file, COCO uses ground-truth boxes (the earlier MindSpore port's protocol);
 the published numbers use detector boxes. Bad input exits with code 2 and one line on stderr.
 """
+import sys
 from pathlib import Path
 
 from . import program_name
 from ..cli import ArgParser, add_keypoint_flags, number_list, resolution, run_main, str2bool
+from ..experiment import add_config_flags, parse_with_config
 from ..data.datasets import DATASETS, dataset_spec
 from ..device import DEVICES, MODES, set_device
 from ..evaluate import EVALUATORS, evaluate_split, score_results
@@ -27,6 +29,7 @@ class UsageError(ValueError):
 
 def parse_args(argv=None, prog='eval.py'):
     p = ArgParser(prog=prog, description=__doc__.splitlines()[0])
+    add_config_flags(p)
     p.add_argument('--model_type', help='litehrnet_18, litehrnet_30, naive_litehrnet_18, wider_naive_litehrnet_18, '
                                         'hrnet_w32, hrnet_w48, light_hrnet (or an alias, or an architecture '
                                         '.json/.yaml)')
@@ -57,7 +60,10 @@ def parse_args(argv=None, prog='eval.py'):
     p.add_argument('--mean01_thr', type=float, default=0.1,
                    help='MPII: threshold of Mean@0.1 (0.11 reproduces the official README, an old mmpose bug)')
     p.add_argument('--no_progress', action='store_true', help='no progress bar')
-    return p.parse_args(argv)
+    args, notes = parse_with_config(p, argv, 'eval')
+    for note in notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    return args
 
 
 def dataset_paths(args):

@@ -10,9 +10,12 @@ and averages exactly as the predictor's flip test. The file is written under a t
 renamed; `<output>.json` beside it describes it for src/infer.py (--backend mindir|onnx --model).
 Bad input exits with code 2 and one line on stderr.
 """
+import sys
+
 from . import program_name
 from ..cli import ArgParser, add_keypoint_flags, resolution, run_main, str2bool
 from ..data.validate import apply_keypoint_options
+from ..experiment import add_config_flags, parse_with_config
 from ..device import DEVICES, set_device
 from ..exporting import SUFFIXES, export_network
 from ..models.registry import check_input_size, create_model
@@ -20,6 +23,7 @@ from ..models.registry import check_input_size, create_model
 
 def parse_args(argv=None, prog='export.py'):
     p = ArgParser(prog=prog, description=__doc__.splitlines()[0])
+    add_config_flags(p)
     p.add_argument('--model_type', default='litehrnet_18', help='model type (or alias, or architecture .json/.yaml)')
     p.add_argument('--target_res', type=resolution, default=(256, 192), help='input HxW (default 256x192)')
     p.add_argument('--checkpoint', required=True, help='checkpoint file (any supported format) or published name')
@@ -30,7 +34,10 @@ def parse_args(argv=None, prog='export.py'):
     p.add_argument('--flip_test', type=str2bool, default=False, metavar='true|false',
                    help='fold the flip test into the model (default false)')
     p.add_argument('--device_target', choices=DEVICES, help='default: auto (GPU, then Ascend, then CPU; logged)')
-    return p.parse_args(argv)
+    args, notes = parse_with_config(p, argv, 'export')
+    for note in notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    return args
 
 
 def run(args):

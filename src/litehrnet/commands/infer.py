@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ..annotate import Annotator, plan_inputs, run_summary
 from . import program_name
 from ..cli import ArgParser, add_keypoint_flags, resolution, run_main, str2bool
+from ..experiment import add_config_flags, parse_with_config
 from ..data.validate import load_ground_truth
 from ..detection import PERSON_CATEGORY
 from ..device import DEVICES, MODES
@@ -35,6 +36,7 @@ from ..service import PoseEstimator
 
 def parse_args(argv=None, prog='infer.py'):
     p = ArgParser(prog=prog, description=__doc__.splitlines()[0])
+    add_config_flags(p)
     p.add_argument('--model_type', default='litehrnet_18', help='mindspore backend: model type (or alias, or '
                                                                  'architecture .json/.yaml)')
     p.add_argument('--target_res', type=resolution, help='input HxW (default 256x192, or what the exported model '
@@ -75,7 +77,10 @@ def parse_args(argv=None, prog='infer.py'):
     p.add_argument('--device_target', choices=DEVICES, help='default: auto (GPU, then Ascend, then CPU)')
     p.add_argument('--mode', choices=MODES, default='graph', help='MindSpore execution mode')
     p.add_argument('--no_progress', action='store_true', help='no progress bar')
-    return p.parse_args(argv)
+    args, notes = parse_with_config(p, argv, 'infer')
+    for note in notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
+    return args
 
 
 def run(args):

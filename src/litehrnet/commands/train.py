@@ -5,6 +5,8 @@
     python src/train.py --model_type litehrnet_18 --dataset mpii --data_root DIR   # 256x256, PCKh
     python src/train.py --dataset custom --data_root DIR --pretrained litehrnet_18_coco_256x192
     python src/train.py ... --resume            # continue <checkpoint_path>/last.ckpt exactly
+    python src/train.py --config vertebrae_hrnet_w32_512x512 --data_root DIR   # a shipped recipe (litehrnet/configs)
+    python src/train.py --config output/config.json --checkpoint_path output-2  # reproduce a run
 
 Defaults are the official schedule (Adam 2e-3, 500-step warm-up, x0.1 at epochs 170 and 200 of 210,
 batch 64, validation every 10 epochs); mpii: 256x256, batch 32, validation (PCKh) every 5 epochs;
@@ -27,6 +29,7 @@ from ..device import DEVICES, select_device
 from ..engine.config import AMP_LEVELS, make_config
 from ..engine.rundir import DEFAULT_OUTPUT_DIR
 from ..engine.trainer import TrainingInterrupted, TrainingStopped, train
+from ..experiment import add_config_flags, parse_with_config
 from ..models.hrnet_config import light_hrnet_config
 from ..models.registry import check_model_type, resolve_checkpoint
 
@@ -35,6 +38,7 @@ LIGHT_FLAGS = ('n_channels', 'num_stages', 'num_branches', 'num_blocks')
 
 def parse_args(argv=None, prog='train.py'):
     p = ArgParser(prog=prog, description=__doc__.splitlines()[0])
+    add_config_flags(p)
     p.add_argument('--model_type', help='litehrnet_18 (coco/mpii/custom default), litehrnet_30, naive_litehrnet_18, '
                                         'wider_naive_litehrnet_18, hrnet_w32, hrnet_w48, light_hrnet, an alias, '
                                         'or an architecture .json/.yaml')
@@ -89,7 +93,18 @@ def parse_args(argv=None, prog='train.py'):
     p.add_argument('--device_target', choices=DEVICES, help='default: auto (GPU, then Ascend, then CPU)')
     p.add_argument('--amp_level', choices=AMP_LEVELS, help='mixed precision on GPU/Ascend (default O0)')
     p.add_argument('--progress', type=str2bool, metavar='true|false', help='progress bar (default true)')
-    args = p.parse_args(argv)
+    p.add_argument('--freeze_backbone_epochs', type=int, help='train the head only for the first N epochs (default 0)')
+    p.add_argument('--val_split', type=float, help='validate on this seeded share of the training file (default 0: '
+                                                   'the val split)')
+    p.add_argument('--early_stopping_patience', type=int,
+                   help='stop after N validations without a better main metric (default 0: off)')
+    p.add_argument('--sigma', type=float, help='heatmap Gaussian sigma in heatmap pixels (default 2; 3 from 72 wide)')
+    p.add_argument('--heatmap_size', dest='heatmap_size_hw', type=resolution,
+                   help='heatmap HxW (default: input / the network\'s output stride; checked against it)')
+    p.set_defaults(optimizer=None, lr_schedule=None, augmentation=None)  # mappings: config files only
+    args, notes = parse_with_config(p, argv, 'train')
+    for note in notes:
+        print(f"{prog}: note: {note}", file=sys.stderr)
     if args.load_ckpt and args.pretrained:
         p.error('give --pretrained or --load_ckpt, not both')
     light = {k: getattr(args, k) for k in LIGHT_FLAGS if getattr(args, k) is not None}
@@ -114,9 +129,12 @@ def config_from_args(args):
         lr=args.lr, milestones=args.lr_steps, warmup_iters=args.warmup_iters, val_interval=args.val_interval,
         save_interval=args.save_interval, save_checkpoint_steps=args.save_checkpoint_steps,
         flip_test=args.flip_test, seed=args.seed, workers=args.workers,
-        pretrained=args.pretrained or args.load_ckpt, pretrained_backbone=args.pretrained_backbone, resume=args.resume,
+        pretrained=args.pretrained or args.load_ckpt, resume=args.resume,
         device_target=args.device_target or select_device()[0],
-        amp_level=args.amp_level, progress=args.progress)
+        amp_level=args.amp_level, progress=args.progress, optimizer=args.optimizer, lr_schedule=args.lr_schedule,
+        freeze_backbone_epochs=args.freeze_backbone_epochs, augmentation=args.augmentation, sigma=args.sigma,
+        heatmap_size_hw=args.heatmap_size_hw, early_stopping_patience=args.early_stopping_patience,
+        val_split=args.val_split, pretrained_backbone=args.pretrained_backbone)
 
 
 def check_flags(config):

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 from ..keypoints import MPII_16
 from .coco import CocoKeypointDataset
 from .demo import ensure_demo_dataset
+from .demo_landmarks import ensure_landmark_dataset
 from .mpii import MpiiKeypointDataset, default_gt_mat, load_mpii_annotations
 from .validate import apply_keypoint_options, load_ground_truth
 
@@ -27,6 +28,7 @@ class MainMetric:
     fmt: str
     results: str   # the evaluation's results file in its output folder, drawn as example pictures
     describe: Callable  # metrics -> "validation ... on N ..." for the training log
+    higher_is_better: bool = True
 
 
 AP = MainMetric('AP', 'AP', 'validation AP', (0.0, 1.0), '.4f', 'results_keypoints.json',
@@ -35,6 +37,11 @@ AP = MainMetric('AP', 'AP', 'validation AP', (0.0, 1.0), '.4f', 'results_keypoin
 PCKH_MEAN = MainMetric('Mean', 'PCKh Mean', 'validation PCKh@0.5 Mean (%)', (0.0, 100.0), '.2f', 'results_mpii.json',
                        lambda m: f"validation PCKh@0.5 Mean {m['Mean']:.2f} (Mean@0.1 {m['Mean@0.1']:.2f}) on "
                                  f"{m['num_people']} annotated people")
+
+MRE = MainMetric('MRE', 'MRE (px)', 'validation mean radial error (px)', (0.0, 20.0), '.2f', 'results_keypoints.json',
+                 lambda m: f"validation MRE {m['MRE']:.2f} px (" + ', '.join(
+                     f"{k} {m[k]:.3f}" for k in m if k.startswith('SDR@')) + f") on {m['num_boxes']} boxes",
+                 higher_is_better=False)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,8 @@ class DatasetSpec:
     takes_meta: bool = False   # COCO-format: accepts --keypoints, --meta and --sigmas
     generate: Optional[Callable] = None  # root -> root: makes the data when it is missing (demo)
     check_val: Optional[Callable] = None  # val annotation file -> None; raises when unusable for evaluation
+    eval_settings: Optional[dict] = None  # extra evaluator settings of validation (e.g. sdr_thresholds)
+    meta_file: Optional[str] = None  # generated sets: keypoint metadata beside the annotations (under the root)
 
     def split_files(self, data_root, split, ann_file=None, img_dir=None):
         """(annotation file, image folder) of a split: the files named (--train_ann/--val_ann, --img_dir)
@@ -105,6 +114,11 @@ DATASETS = {
                           takes_meta=True),
     'demo': DatasetSpec('demo', COCO_FORMAT_SPLITS, CocoKeypointDataset, (128, 96), 'coco', AP, 'coco',
                         takes_meta=True, generate=ensure_demo_dataset),
+    # synthetic X-ray-like spines, 40 landmarks (10 vertebrae x 4 corners), no flip pairs: MRE / SDR in pixels
+    'demo_landmarks': DatasetSpec('demo_landmarks', COCO_FORMAT_SPLITS, CocoKeypointDataset, (256, 128), None, MRE,
+                                  'coco', takes_meta=True, generate=ensure_landmark_dataset,
+                                  eval_settings=dict(sdr_thresholds=(2, 4, 8), pck_thresholds=()),
+                                  meta_file='meta.json'),
 }
 
 

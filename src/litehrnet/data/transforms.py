@@ -158,7 +158,10 @@ def preprocess_box(image_rgb, box_xywh, input_size_hw, padding=1.25):
 
 
 class TopDownTrainTransform:
-    """Training augmentation: random flip -> half-body -> scale/rotation -> affine warp -> normalise.
+    """Training augmentation: random flip -> half-body -> scale/rotation -> affine warp -> jitter -> normalise.
+
+brightness / contrast (default 0: off, and no random number drawn, so other streams are unchanged):
+the warped crop becomes crop x c + 255 b, c uniform in 1 +- contrast, b uniform in +- brightness.
 
     All randomness comes from the `rng` (np.random.Generator) passed per call, so a seeded run is
     reproducible. Returns the CHW float32 input, the joints in input pixels (K, 2) and their
@@ -166,7 +169,8 @@ class TopDownTrainTransform:
     """
 
     def __init__(self, info, input_size_hw, flip_prob=0.5, half_body_prob=0.3,
-                 num_joints_half_body=8, scale_factor=0.25, rot_factor=30, rot_prob=0.6):
+                 num_joints_half_body=8, scale_factor=0.25, rot_factor=30, rot_prob=0.6, brightness=0.0,
+                 contrast=0.0):
         self.info = info
         self.input_size_wh = (int(input_size_hw[1]), int(input_size_hw[0]))
         self.aspect_ratio = input_size_hw[1] / input_size_hw[0]
@@ -176,6 +180,8 @@ class TopDownTrainTransform:
         self.scale_factor = scale_factor
         self.rot_factor = rot_factor
         self.rot_prob = rot_prob
+        self.brightness = brightness
+        self.contrast = contrast
 
     def __call__(self, image_rgb, joints, visible, center, scale, rng):
         """Augment one person: image RGB HWC, joints (K, 2) image pixels, visible (K,) in {0, 1}."""
@@ -200,5 +206,9 @@ class TopDownTrainTransform:
 
         mat = get_affine_transform(center, scale, rot, self.input_size_wh)
         image = _warp(image_rgb, mat, self.input_size_wh)
+        if self.brightness > 0 or self.contrast > 0:
+            c = rng.uniform(1 - self.contrast, 1 + self.contrast) if self.contrast > 0 else 1.0
+            b = rng.uniform(-self.brightness, self.brightness) * 255 if self.brightness > 0 else 0.0
+            image = np.clip(image.astype(np.float32) * c + b, 0, 255).astype(np.uint8)
         joints = np.where(visible[:, None] > 0, affine_points(joints, mat), joints).astype(np.float32)
         return normalize(image), joints, visible

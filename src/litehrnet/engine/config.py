@@ -54,6 +54,19 @@ class TrainConfig:
     device_target: str = 'CPU'
     amp_level: str = 'O0'
     progress: bool = True
+    # --- recipe settings (config files; see litehrnet/configs/) ------------------------------------
+    optimizer: dict = None               # None: the official nn.Adam; {type: adam|adamw|sgd, weight_decay, ...}
+    lr_schedule: dict = None             # None: step at `milestones` after `warmup_iters`; {type: step|multistep|cosine, ...}
+    freeze_backbone_epochs: int = 0      # backbone frozen (no update, BatchNorm statistics kept) for these epochs
+    augmentation: dict = None            # flip, rotation, rotation_prob, scale, half_body, brightness, contrast
+    sigma: float = None                  # heatmap Gaussian sigma in heatmap pixels (None: 2, or 3 from 72 wide)
+    heatmap_size_hw: tuple = None        # None: input / the network's output stride; must match the network
+    early_stopping_patience: int = 0     # stop after this many validations without a better main metric (0: off)
+    val_split: float = 0.0               # > 0: validate on this seeded share of the train file's images
+
+
+AUGMENTATION_DEFAULTS = dict(flip=True, rotation=30.0, rotation_prob=0.6, scale=(0.75, 1.25), half_body=True,
+                             brightness=0.0, contrast=0.0)
 
 
 # A narrow Lite-HRNet (one module per stage, one block each, widths 16-128) that learns the demo in
@@ -61,6 +74,15 @@ class TrainConfig:
 DEMO_MODEL = dict(stem_channels=16, stages=[
     dict(num_modules=1, num_branches=b, num_blocks=1, num_channels=[16, 32, 64, 128][:b]) for b in (2, 3, 4)])
 DEMO_EPOCHS = 10
+# The vertebra recipe scaled down for the landmark demo (256x128 spines, 224 train / 40 val images): the demo's
+# narrow Lite-HRNet, AdamW 2e-3 wd 0.01, cosine with 1 warm-up epoch to 2e-5, no flip (laterality), rotation +-10,
+# scale 0.9-1.1, brightness/contrast 0.1, no half-body; validation MRE / SDR at 2, 4, 8 px.
+LANDMARK_EPOCHS = 6
+LANDMARK_PRESET = dict(
+    model_type=DEMO_MODEL, epochs=LANDMARK_EPOCHS, batch_size=8, lr=2e-3, val_interval=2, save_interval=0,
+    optimizer=dict(type='adamw', weight_decay=0.01), lr_schedule=dict(type='cosine', warmup_epochs=1, min_lr=2e-5),
+    augmentation=dict(flip=False, rotation=10, scale=(0.9, 1.1), half_body=False, brightness=0.1, contrast=0.1),
+    flip_test=False)
 
 PRESETS = {  # training settings of a dataset beyond the table's (its input size comes from data.datasets)
     'coco': {},
@@ -70,6 +92,7 @@ PRESETS = {  # training settings of a dataset beyond the table's (its input size
     # About 3 minutes on 2 CPU cores (~2,000 persons x 10 epochs at ~140 img/s): validation AP ~0.7.
     'demo': dict(model_type=DEMO_MODEL, epochs=DEMO_EPOCHS, batch_size=16, lr=4e-3,
                  warmup_iters=100, milestones=scaled_milestones(DEMO_EPOCHS), val_interval=2, save_interval=0),
+    'demo_landmarks': LANDMARK_PRESET,
 }
 assert set(PRESETS) == set(DATASETS)
 
@@ -77,6 +100,48 @@ assert set(PRESETS) == set(DATASETS)
 # 210 epochs, x0.1 at 170 and 200, batch 32 per device, no warm-up (mmpose adds a 500-iteration linear one:
 # --warmup_iters 500). Its sigma, 2 (3 at 384x288), is codec.default_sigma; MPII W32 is 256x256 (the table's).
 HRNET_RECIPE = dict(lr=1e-3, epochs=210, milestones=(170, 200), batch_size=32, warmup_iters=0)
+def augmentation_settings(augmentation):
+    """The full augmentation dict (defaults: mmpose's top-down training) with `augmentation`'s keys applied;
+    ValueError naming an unknown key or a bad value. scale is a range [lo, hi] symmetric about 1."""
+    aug = dict(AUGMENTATION_DEFAULTS)
+    unknown = sorted(set(augmentation or {}) - set(aug))
+    if unknown:
+        raise ValueError(f"unknown augmentation key(s): {', '.join(unknown)} (allowed: {', '.join(aug)})")
+    aug.update(augmentation or {})
+    lo, hi = (float(v) for v in aug['scale'])
+    if not (0 < lo <= 1 <= hi and abs((1 - lo) - (hi - 1)) < 1e-6):
+        raise ValueError(f"augmentation scale must be a range [lo, hi] symmetric about 1, got {aug['scale']}")
+    for name in ('rotation', 'brightness', 'contrast'):
+        if float(aug[name]) < 0:
+            raise ValueError(f"augmentation {name} must be >= 0, got {aug[name]}")
+    if not 0 <= float(aug['rotation_prob']) <= 1:
+        raise ValueError(f"augmentation rotation_prob must be in [0, 1], got {aug['rotation_prob']}")
+    return aug
+
+
+def configure_transform(transform, augmentation):
+    """Set a data.transforms.TopDownTrainTransform's switches from an augmentation dict (see above)."""
+    aug = augmentation_settings(augmentation)
+    transform.flip_prob = 0.5 if aug['flip'] else 0.0
+    if not aug['half_body']:
+        transform.half_body_prob = 0.0
+    transform.rot_factor = float(aug['rotation'])
+    transform.rot_prob = float(aug['rotation_prob'])
+    transform.scale_factor = 1.0 - float(aug['scale'][0])
+    transform.brightness = float(aug['brightness'])
+    transform.contrast = float(aug['contrast'])
+    return transform
+
+
+def uses_recipe_optimizer(config):
+    """Whether the run needs engine/optim's RecipeOptimizer: AdamW, SGD, weight decay, other Adam betas/eps or a
+    frozen backbone. Otherwise MindSpore's nn.Adam trains, as the official schedule (and old last.ckpt) has it."""
+    opt = dict(config.optimizer or {})
+    kind = str(opt.pop('type', 'adam')).lower()
+    plain = (kind == 'adam' and not opt.get('weight_decay') and tuple(opt.get('betas', (0.9, 0.999))) == (0.9, 0.999)
+             and float(opt.get('eps', 1e-8)) == 1e-8)
+    return not plain or config.freeze_backbone_epochs > 0
+
 
 def make_config(dataset='coco', **overrides):
     """The settings of a run on `dataset`: defaults, then the dataset's preset, then the non-None overrides."""
@@ -93,6 +158,9 @@ def make_config(dataset='coco', **overrides):
     if epochs_given and overrides.get('milestones') is None:
         values['milestones'] = scaled_milestones(overrides['epochs'])
     values.update({k: v for k, v in overrides.items() if v is not None})
+    for name in ('input_size_hw', 'milestones', 'heatmap_size_hw', 'best_metric', 'sdr_thresholds'):
+        if isinstance(values.get(name), list):
+            values[name] = tuple(values[name])
     return check_config(TrainConfig(**values))
 
 
@@ -143,4 +211,18 @@ def check_config(config):
     if config.pretrained_backbone and model_family(config.model_type) is not HRNetPoseNet:
         raise ValueError("pretrained_backbone is for the HRNet family (hrnet_w32, hrnet_w48, light_hrnet, HRNet "
                          "configs)")
+    for name in ('freeze_backbone_epochs', 'early_stopping_patience'):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if config.freeze_backbone_epochs >= config.epochs:
+        raise ValueError(f"freeze_backbone_epochs ({config.freeze_backbone_epochs}) must be below epochs "
+                         f"({config.epochs})")
+    if not 0.0 <= float(config.val_split) < 1.0:
+        raise ValueError(f"val_split must be in [0, 1), got {config.val_split}")
+    if config.sigma is not None and not config.sigma > 0:
+        raise ValueError(f"sigma must be positive, got {config.sigma}")
+    augmentation_settings(config.augmentation)
+    for name in ('optimizer', 'lr_schedule'):
+        if getattr(config, name) is not None and not isinstance(getattr(config, name), dict):
+            raise ValueError(f"{name} must be a mapping with a 'type', got {getattr(config, name)!r}")
     return config

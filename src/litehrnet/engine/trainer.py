@@ -27,6 +27,7 @@ from mindspore import nn
 from tqdm import tqdm
 
 from ..data.datasets import dataset_spec
+from ..codec import codec_for
 from ..data.pipeline import build_train_dataset
 from ..data.validate import load_ground_truth
 from ..device import set_device
@@ -34,15 +35,19 @@ from ..errors import CheckpointError
 from ..evaluate import EVALUATORS, evaluate_split
 from ..evaluation import STAT_NAMES
 from ..evaluation.pckh import GROUPS as PCKH_GROUPS
-from ..fileio import write_json_atomic
+from ..fileio import read_json, write_json_atomic
 from ..codec import codec_for
 from ..models.registry import create_model, heatmap_sigma, output_stride
 from ..models.weights import load_weights
 from .config import best_metrics, lower_is_better
+from ..data.split import split_annotations
+from .config import configure_transform, uses_recipe_optimizer
 from .curves import draw_curves
 from .examples import draw_examples
+from .freeze import BackboneFreezer
 from .loss import JointsMSELoss, NetWithLoss
-from .schedule import step_lr
+from .optim import build_optimizer
+from .schedule import build_schedule, step_lr
 from .state import read_training_checkpoint, restore_optimizer, save_training_checkpoint
 from .rundir import RunLock, choose_output_dir, remove_stale_temporaries
 
@@ -105,7 +110,10 @@ def _logger(output_dir, rank, group_size):
 
 def dataset_splits(config):
     """(train annotations, train images, val annotations, val images): the files named (train_ann, val_ann,
-    img_dir) first, else the dataset's layout under data_root; the demo is generated when missing."""
+    img_dir) first, else the dataset's layout under data_root; the demo is generated when missing.
+
+    With config.val_split, the train annotation file is split by image (seeded by config.seed) into
+    <output_dir>/split/{train,val}.json, which the run trains and validates on."""
     spec = dataset_spec(config.dataset)
     named = dict(train=config.train_ann, val=config.val_ann)
     if spec.generate:
@@ -118,6 +126,8 @@ def dataset_splits(config):
         root = None
     else:
         raise ValueError(f"--dataset {config.dataset} needs --data_root (or --train_ann, --val_ann and --img_dir)")
+    if config.val_split:
+        return split_train_file(spec, root, config)
     files = {split: spec.split_files(root, split, named[split], config.img_dir) for split in ('train', 'val')}
     for split, (ann, img) in files.items():
         if not ann.is_file():
@@ -127,6 +137,27 @@ def dataset_splits(config):
     if spec.check_val:  # e.g. MPII: PCKh needs mpii_gt_val.mat, in the order of the annotations
         spec.check_val(files['val'][0])
     return (*files['train'], *files['val'])
+
+
+def split_train_file(spec, root, config):
+    """The seeded val_split of the train annotation file, written to <output_dir>/split/ (same image folder)."""
+    train_ann, train_img = spec.split_files(root, 'train')
+    if not train_ann.is_file():
+        raise ValueError(f"{train_ann}: training annotation file not found")
+    train_part, val_part = split_annotations(read_json(train_ann, 'annotation file'), config.val_split, config.seed)
+    folder = Path(config.output_dir) / 'split'
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / 'train.json', train_part)
+    write_json_atomic(folder / 'val.json', val_part)
+    return folder / 'train.json', train_img, folder / 'val.json', train_img
+
+
+def dataset_meta(config, spec, train_ann):
+    """The keypoint metadata file: the config's, or a generated set's own (e.g. demo_landmarks' meta.json)."""
+    if config.meta or not spec.meta_file:
+        return config.meta
+    root = Path(config.data_root or Path(config.output_dir) / f'{spec.name}_data')
+    return str(root / spec.meta_file)
 
 
 def weights_fingerprint(net):
@@ -171,14 +202,19 @@ class Trainer:
             raise
 
     def _setup(self, config, notes):
+        if config.early_stopping_patience and self.group_size > 1:  # only rank 0 validates: the ranks would part
+            raise ValueError("early_stopping_patience is for single-device runs (only rank 0 validates)")
         self.out.mkdir(parents=True, exist_ok=True)
         train_ann, train_img, self.val_ann, self.val_img = dataset_splits(config)
         self.spec = dataset_spec(config.dataset)
+        self.meta = dataset_meta(config, self.spec, train_ann)
         self.codec = codec_for(config.input_size_hw, output_stride=output_stride(config.model_type),
-                               sigma=heatmap_sigma(config.model_type))  # targets at the head's stride
+                               sigma=config.sigma or heatmap_sigma(config.model_type))  # targets at the head's stride
         self.train_set = self.spec.training_set(train_ann, train_img, config.input_size_hw, train=True,
-                                                seed=config.seed, meta=config.meta, keypoints=config.keypoints,
+                                                seed=config.seed, meta=self.meta, keypoints=config.keypoints,
                                                 sigmas=config.sigmas, codec=self.codec)
+        if config.augmentation is not None:
+            configure_transform(self.train_set.transform, config.augmentation)
         self.metric = self.spec.metric
         self.info = self.train_set.info
         self.val_notes = []
@@ -207,9 +243,12 @@ class Trainer:
             self.log.info(str(w.message))
         if self.net.pretrained_report:  # the ImageNet backbone: what the file held that was dropped, one line
             self.log.info(self.net.pretrained_report)
+        self._check_heatmap_size(config)
+        self.freezer = BackboneFreezer(self.net) if config.freeze_backbone_epochs else None
         self.steps_per_epoch = None
         self.step = 0
         self.bests = [dict(value=math.inf if lower_is_better(n) else -math.inf, epoch=0) for n in self.best_names]
+        self.stale = 0  # validations since the main metric last improved (early stopping)
         self.epoch_loss = [0.0, 0]  # sum, count of the current epoch
         self.history = []
         self.last_saved = None  # (path, step) of the newest checkpoint with training state
@@ -217,21 +256,48 @@ class Trainer:
         self.signal = None  # SIGINT/SIGTERM received: stop after the current step
 
     # --- setup -------------------------------------------------------------------------------------
+    def _check_heatmap_size(self, config):
+        """A configured heatmap size must be the network's own (input / output stride)."""
+        h, w = config.input_size_hw
+        stride = getattr(self.net, 'output_stride', 4)
+        if config.heatmap_size_hw is not None and tuple(config.heatmap_size_hw) != (h // stride, w // stride):
+            raise ValueError(f"heatmap_size_hw {config.heatmap_size_hw} does not match the network's output "
+                             f"({h // stride}, {w // stride}) for input {h}x{w}")
+
+    def _schedule(self):
+        cfg = self.cfg
+        if cfg.lr_schedule is None:
+            return step_lr(cfg.lr, self.steps_per_epoch, cfg.epochs, cfg.milestones, warmup_iters=cfg.warmup_iters)
+        schedule = dict(cfg.lr_schedule)
+        if str(schedule.get('type', 'step')).lower() in ('step', 'multistep'):
+            schedule.setdefault('milestones', cfg.milestones)
+            if 'warmup_epochs' not in schedule:
+                schedule.setdefault('warmup_iters', cfg.warmup_iters)
+        return build_schedule(schedule, cfg.lr, self.steps_per_epoch, cfg.epochs)
+
     def _build(self, start_step):
         cfg = self.cfg
         self.data, sampler = build_train_dataset(self.train_set, cfg.batch_size, cfg.epochs, cfg.seed, start_step,
                                                  cfg.workers)
         self.steps_per_epoch = sampler.steps_per_epoch
         self.total_steps = sampler.total_steps
-        self.lr = step_lr(cfg.lr, self.steps_per_epoch, cfg.epochs, cfg.milestones, warmup_iters=cfg.warmup_iters)
-        self.optimizer = nn.Adam(self.net.trainable_params(), learning_rate=ms.Tensor(self.lr), eps=1e-8,
-                                 loss_scale=1.0 if cfg.amp_level == 'O0' else LOSS_SCALE)
+        self.lr = self._schedule()
+        loss_scale = 1.0 if cfg.amp_level == 'O0' else LOSS_SCALE
+        if uses_recipe_optimizer(cfg):
+            self.optimizer = build_optimizer(cfg.optimizer, self.net, self.lr, loss_scale=loss_scale,
+                                             freezable=self.freezer.freezable if self.freezer else None)
+            if self.freezer:
+                self.freezer.attach(self.optimizer)
+        else:  # the official Adam (and the optimizer state of earlier runs' last.ckpt)
+            self.optimizer = nn.Adam(self.net.trainable_params(), learning_rate=ms.Tensor(self.lr), eps=1e-8,
+                                     loss_scale=loss_scale)
         self.train_step = train_step_cell(self.net, self.optimizer, cfg.amp_level)
         self.train_step.set_train()
 
     def _counters(self):
         return dict(step=self.step, seed=self.cfg.seed, batch_size=self.cfg.batch_size, num_shards=self.group_size,
                     num_samples=len(self.train_set), best_metric=float(self.best['value']), best_epoch=self.best['epoch'],
+                    stale_validations=self.stale,
                     epoch_loss_sum=float(self.epoch_loss[0]), epoch_loss_count=self.epoch_loss[1],
                     **{f'best_value_{i}': float(b['value']) for i, b in enumerate(self.bests[1:], 1)},
                     **{f'best_epoch_{i}': b['epoch'] for i, b in enumerate(self.bests[1:], 1)})
@@ -261,6 +327,7 @@ class Trainer:
             if f'best_value_{i}' in state:
                 self.bests[i] = dict(value=float(state[f'best_value_{i}']), epoch=int(state[f'best_epoch_{i}']))
         self.epoch_loss = [float(state['epoch_loss_sum']), int(state['epoch_loss_count'])]
+        self.stale = int(state.get('stale_validations', 0))
         history = self.out / 'history.json'
         if history.is_file():
             self.history = [r for r in json.loads(history.read_text()) if r['step'] <= self.step]
@@ -300,7 +367,7 @@ class Trainer:
                          keypoints=self.cfg.keypoints, meta=self.cfg.meta, sigmas=self.cfg.sigmas)
         metrics = evaluate_split(self.spec, self.net, self.val_ann, self.val_img, self.cfg.input_size_hw,
                                  keypoint_info=self.info, flip_test=self.cfg.flip_test, output_dir=self.out / 'val',
-                                 progress=False, **extra)
+                                 progress=False, **self._eval_settings(extra))
         self.train_step.set_train()
         for line in EVALUATORS[self.spec.evaluator].tables(metrics).splitlines():
             self.log.debug(line)
@@ -321,19 +388,32 @@ class Trainer:
             row[self.metric.key] = metrics[self.metric.key]
             row.update({k: v for k, v in metrics.items() if k.startswith(('PCK@', 'SDR@')) or k in ('EPE', 'MRE')})
             self.final_metrics = dict(metrics, epoch=epoch)
-            self._keep_best(epoch, dict(metrics, loss=loss))
+            if self._keep_best(epoch, dict(metrics, loss=loss)):
+                self.stale = 0
+            else:
+                self.stale += 1
         self.history.append(row)
         self._save('last.ckpt')
         if cfg.save_interval and epoch % cfg.save_interval == 0:
             self._save(f'epoch_{epoch:03d}.ckpt')
         self._write_history()
 
+    def _eval_settings(self, extra):
+        """The evaluator's settings: the run's, with the dataset's own (demo_landmarks' SDR radii) where the run
+        names none."""
+        settings = dict(extra)
+        for key, value in (self.spec.eval_settings or {}).items():
+            if not (key == 'sdr_thresholds' and self.cfg.sdr_thresholds):
+                settings[key] = value
+        return settings
+
     def _check_best_names(self):
         """Refuse a best_metric the validation does not compute, at start-up."""
         cfg = self.cfg
         if self.spec.evaluator == 'coco':
             known = list(STAT_NAMES) + [f'PCK@{t:g}' for t in cfg.pck_thresholds] + ['EPE']
-            known += (['MRE'] + [f'SDR@{t:g}' for t in cfg.sdr_thresholds]) if cfg.sdr_thresholds else []
+            sdr = cfg.sdr_thresholds or (self.spec.eval_settings or {}).get('sdr_thresholds', ())
+            known += (['MRE'] + [f'SDR@{t:g}' for t in sdr]) if sdr else []
         else:
             known = list(PCKH_GROUPS) + ['Mean', 'Mean@0.1']
         known.append('loss')
@@ -344,16 +424,24 @@ class Trainer:
 
     def _keep_best(self, epoch, metrics):
         """best.ckpt follows the first best metric; named metrics each keep best_<metric>.ckpt."""
+        improved = False
         for i, (name, best) in enumerate(zip(self.best_names, self.bests)):
             value = float(metrics.get(name, math.nan))  # no prediction at all: nothing is better
             better = value < best['value'] if lower_is_better(name) else value > best['value']
             if not better:
                 continue
             self.bests[i] = dict(value=value, epoch=epoch)
+            improved = improved or i == 0
             if i == 0:
                 self._save('best.ckpt', with_state=False)
             if self.best_files:
                 self._save(f'best_{name}.ckpt', with_state=False)
+        return improved
+
+    def _early_stop(self):
+        """Whether early stopping ends the run now (patience validations without a better main metric)."""
+        patience = self.cfg.early_stopping_patience
+        return bool(patience) and self.stale >= patience
 
     def _stop(self, loss, epoch):
         raise TrainingStopped(f"loss is {loss} at epoch {epoch}, step {self.step}: training stopped; "
@@ -419,7 +507,10 @@ class Trainer:
             self.last_saved = (path, self.step)
             self.log.info(f"resumed from {path} at step {self.step} (epoch {self.step // self.steps_per_epoch + 1})")
         if self.main:
-            settings = dict(dataclasses.asdict(cfg), val_ann=str(self.val_ann), num_joints=self.info.num_joints)
+            # the resolved settings, accepted back by --config (which ignores the derived val_ann and num_joints);
+            # resume is not written: the file reproduces the run from the start
+            settings = dict(dataclasses.asdict(cfg), resume=None, val_ann=str(self.val_ann),
+                            num_joints=self.info.num_joints)
             write_json_atomic(self.out / 'config.json', settings, indent=1, default=str)
             if self.net.model_type == 'custom':  # the architecture, usable as --model_type by eval/infer
                 write_json_atomic(self.out / 'model.json', self.net.config, indent=1)
@@ -433,6 +524,9 @@ class Trainer:
                 bar = tqdm(total=self.steps_per_epoch, initial=self.step % self.steps_per_epoch,
                            desc=f"epoch {epoch}/{cfg.epochs}", unit='step', dynamic_ncols=True,
                            disable=None if cfg.progress and self.main else True, leave=False)
+            if self.freezer:
+                self.freezer.set_frozen(self.freezer.frozen_at(self.step, self.steps_per_epoch,
+                                                               cfg.freeze_backbone_epochs))
             loss = float(self.train_step(image, target, weight).asnumpy())
             self.step += 1
             if not math.isfinite(loss):
@@ -452,6 +546,11 @@ class Trainer:
                 bar.close()
                 bar = None
                 self._end_epoch(epoch, time.time() - epoch_start, epoch_images)
+                if self._early_stop():
+                    self.log.info(f"early stopping at epoch {epoch}: no better validation {self.metric.label} in "
+                                  f"{self.stale} validations (best {self.best['value']:{self.metric.fmt}} at epoch "
+                                  f"{self.best['epoch']})")
+                    break
                 if self.signal is not None and self.step < self.total_steps:
                     self._interrupted(epoch)
                 epoch_start, epoch_images = time.time(), 0
