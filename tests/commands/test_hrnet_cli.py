@@ -11,7 +11,7 @@ from litehrnet.commands import eval as eval_cmd, export, infer
 from litehrnet.keypoints import COCO_17
 from litehrnet.predictor import TopDownPredictor
 
-TINY_YAML = ROOT / 'configs' / 'hrnet_tiny.yaml'
+TINY_YAML = ROOT / 'src' / 'litehrnet' / 'configs' / 'models' / 'hrnet_tiny.yaml'
 
 
 def _last_error(capsys):

@@ -8,7 +8,7 @@ import yaml
 
 from conftest import run_script
 from litehrnet import create_model, read_checkpoint
-from litehrnet.data.coco import load_annotation_file
+from litehrnet.fileio import read_json
 from litehrnet.data.demo_landmarks import ensure_landmark_dataset
 from litehrnet.data.split import split_annotations
 from litehrnet.engine.schedule import build_schedule
@@ -45,7 +45,7 @@ def test_recipe_from_a_config_file_freezes_splits_and_schedules(small_spines, tm
     assert result.returncode == 0, result.stderr[-3000:]
 
     # the split: seeded, disjoint, by image, and the run trained / validated on it
-    original = load_annotation_file(small_spines / 'annotations' / 'train.json')
+    original = read_json(small_spines / "annotations" / "train.json")
     train_part = json.loads((out / 'split' / 'train.json').read_text())
     val_part = json.loads((out / 'split' / 'val.json').read_text())
     expected_train, expected_val = split_annotations(original, 0.25, seed=3)

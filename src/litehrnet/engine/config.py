@@ -158,7 +158,8 @@ def make_config(dataset='coco', **overrides):
     if epochs_given and overrides.get('milestones') is None:
         values['milestones'] = scaled_milestones(overrides['epochs'])
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for name in ('input_size_hw', 'milestones', 'heatmap_size_hw', 'best_metric', 'sdr_thresholds'):
+    for name in ('input_size_hw', 'milestones', 'heatmap_size_hw', 'best_metric', 'sdr_thresholds', 'pck_thresholds',
+                 'sigmas'):
         if isinstance(values.get(name), list):
             values[name] = tuple(values[name])
     return check_config(TrainConfig(**values))
