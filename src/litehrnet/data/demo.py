@@ -206,25 +206,31 @@ def _info(num_images, seed):
                 num_images=num_images, seed=seed)
 
 
-def _is_complete(root, split, num_images, seed):
-    path = Path(root) / 'annotations' / f'{split}.json'
-    try:
-        return json.loads(path.read_text()).get('info') == _info(num_images, seed)
-    except (OSError, ValueError):
-        return False
+def ensure_generated(root, splits, seed, info, write_split, files=None):
+    """The locked write-unless-complete loop of the generated sets (this demo, demo_landmarks); returns root.
 
-
-def ensure_demo_dataset(root, splits=None, seed=0):
-    """Write the demo dataset under `root` unless an identical one is already there; returns root.
-
-    A lock file serialises concurrent callers (the ranks of a distributed run): one writes, the
-    others wait and then find it complete.
+    A split is complete when its annotation file's `info` equals `info(num_images, seed)`. `files` maps
+    extra file names to JSON written once when missing (e.g. meta.json). A lock file serialises
+    concurrent callers (the ranks of a distributed run): one writes, the others wait and find it complete.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / '.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        for split, num_images in (splits or SPLITS).items():
-            if not _is_complete(root, split, num_images, seed):
+        for name, content in (files or {}).items():
+            if not (root / name).is_file():
+                write_json_atomic(root / name, content, indent=1)
+        for split, num_images in splits.items():
+            path = root / 'annotations' / f'{split}.json'
+            try:
+                complete = json.loads(path.read_text()).get('info') == info(num_images, seed)
+            except (OSError, ValueError):
+                complete = False
+            if not complete:
                 write_split(root, split, num_images, seed)
     return root
+
+
+def ensure_demo_dataset(root, splits=None, seed=0):
+    """Write the demo dataset under `root` unless an identical one is already there; returns root."""
+    return ensure_generated(root, splits or SPLITS, seed, _info, write_split)

@@ -13,8 +13,6 @@ The layout is the 'custom' one: annotations/{train,val}.json and images/{train,v
 grayscale; OpenCV reads them as 3 equal channels), one annotation per image whose box encloses the
 spine, and meta.json (flip_pairs [], uniform sigmas) for the keypoint metadata.
 """
-import fcntl
-import json
 from pathlib import Path
 
 import cv2
@@ -22,6 +20,7 @@ import numpy as np
 
 from ..fileio import write_json_atomic
 from ..keypoints import from_coco_category
+from .demo import ensure_generated
 
 VERSION = 1
 IMAGE_SIZE_WH = (128, 256)
@@ -188,27 +187,9 @@ def _info(num_images, seed):
                 version=VERSION, num_images=num_images, seed=seed)
 
 
-def _is_complete(root, split, num_images, seed):
-    path = Path(root) / 'annotations' / f'{split}.json'
-    try:
-        return json.loads(path.read_text()).get('info') == _info(num_images, seed)
-    except (OSError, ValueError):
-        return False
-
-
 def ensure_landmark_dataset(root, splits=None, seed=0):
     """Write the landmark demo under `root` unless an identical one is already there; returns root.
 
-    A lock file serialises concurrent callers (the ranks of a distributed run): one writes, the
-    others wait and then find it complete. meta.json holds the keypoint metadata (no flip pairs).
+    meta.json beside the annotations holds the keypoint metadata (no flip pairs).
     """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / '.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / 'meta.json').is_file():
-            write_json_atomic(root / 'meta.json', META, indent=1)
-        for split, num_images in (splits or SPLITS).items():
-            if not _is_complete(root, split, num_images, seed):
-                write_split(root, split, num_images, seed)
-    return root
+    return ensure_generated(root, splits or SPLITS, seed, _info, write_split, files={'meta.json': META})

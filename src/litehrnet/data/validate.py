@@ -63,10 +63,7 @@ def _numbers(where, name, values, n=None):
     if n is not None and len(values) != n:
         raise AnnotationError(f"{where}: {name} has {len(values)} values, expected {n}")
     for j, v in enumerate(values):
-        if not _is_number(v):
-            raise AnnotationError(f"{where}: {name}[{j}] is {_describe(v)}, expected a number")
-        if not math.isfinite(v):
-            raise AnnotationError(f"{where}: {name}[{j}] is {v} (not finite)")
+        _number(where, f"{name}[{j}]", v)
     return values
 
 
