@@ -237,6 +237,26 @@ inline void conv_s2(const float *E, const float *O, int64_t Ho, int64_t Wo, cons
   }
 }
 
+// The planes of a 3x3, pad-1 convolution of stride S over an (N,C,H,W) input: output size and the
+// padded row pitch.
+struct Planes {
+  int64_t N, C, H, W, Ho, Wo, Wp;
+};
+template <int S>
+inline Planes planes_of(const int64_t *s) {
+  return {s[0], s[1], s[2], s[3], (s[2] - 1) / S + 1, (s[3] - 1) / S + 1, s[3] + 2};
+}
+
+// Scratch for one worker: two planes of (H + 2) x (W + 3) floats (a padded plane and a second one, or
+// split_plane's even and odd columns), plus `extra` floats of slack after them.
+struct TwoPlanes {
+  std::vector<float> buf;
+  float *p, *q;
+  TwoPlanes(int64_t H, int64_t W, int64_t extra = 0)
+      : buf(2 * (H + 2) * (W + 3) + extra), p(buf.data()), q(buf.data() + (H + 2) * (W + 3)) {}
+  void zero() { std::fill(buf.begin(), buf.end(), 0.f); }
+};
+
 // ---- depthwise ---------------------------------------------------------------------------------
 
 // inputs: x (N,C,H,W), w (C,1,3,3); output y (N,C,Ho,Wo)
@@ -246,12 +266,12 @@ int dw_forward(int nparam, void **params, int *ndims, int64_t **shapes, const ch
   const float *x = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
   float *y = static_cast<float *>(params[2]);
-  const int64_t N = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1;
+  const Planes d = planes_of<S>(shapes[0]);  // plain copies: lambdas capture them (C++17)
+  const int64_t N = d.N, C = d.C, H = d.H, W = d.W, Ho = d.Ho, Wo = d.Wo, Wp = d.Wp;
   if (!same4(ndims[1], shapes[1], C, 1, 3, 3) || !same4(ndims[2], shapes[2], N, C, Ho, Wo)) return 2;
   parallel_for(N * C, N * C * Ho * Wo * 9, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(2 * (H + 2) * (W + 3));
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
+    TwoPlanes planes(H, W);
+    float *p = planes.p, *q = planes.q;
     for (int64_t nc = b; nc < e; ++nc) {
       const float *k = w + (nc % C) * 9;
       if (S == 1) {
@@ -274,8 +294,8 @@ int dw_grad_input(int nparam, void **params, int *ndims, int64_t **shapes, const
   const float *dy = static_cast<const float *>(params[0]);
   const float *w = static_cast<const float *>(params[1]);
   float *dx = static_cast<float *>(params[3]);
-  const int64_t N = shapes[3][0], C = shapes[3][1], H = shapes[3][2], W = shapes[3][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, Wp = W + 2;
+  const Planes d = planes_of<S>(shapes[3]);  // plain copies: lambdas capture them (C++17)
+  const int64_t N = d.N, C = d.C, H = d.H, W = d.W, Ho = d.Ho, Wo = d.Wo, Wp = d.Wp;
   if (!same4(ndims[0], shapes[0], N, C, Ho, Wo) || !same4(ndims[1], shapes[1], C, 1, 3, 3)) return 2;
   parallel_for(N * C, N * C * H * W * 9, [&](int64_t b, int64_t e) {
     std::vector<float> buf(2 * (H + 2) * Wp);
@@ -303,16 +323,15 @@ int dw_grad_input(int nparam, void **params, int *ndims, int64_t **shapes, const
 template <int S>
 int dw_grad_weight(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   if (nparam != 3 || ndims[0] != 4 || !is_f32(dtypes[0]) || !is_f32(dtypes[1])) return 1;
-  const float *x = static_cast<const float *>(params[0]);
-  const float *dy = static_cast<const float *>(params[1]);
-  float *dw = static_cast<float *>(params[2]);
-  const int64_t N = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, Wp = W + 2;
+  const Planes d = planes_of<S>(shapes[0]);  // plain copies: lambdas capture them (C++17)
+  const int64_t N = d.N, C = d.C, H = d.H, W = d.W, Ho = d.Ho, Wo = d.Wo, Wp = d.Wp;
   if (!same4(ndims[1], shapes[1], N, C, Ho, Wo) || !same4(ndims[2], shapes[2], C, 1, 3, 3)) return 2;
+  const float *x = static_cast<const float *>(params[0]), *dy = static_cast<const float *>(params[1]);
+  float *dw = static_cast<float *>(params[2]);
   parallel_for(C, N * C * Ho * Wo * 9, [&](int64_t b, int64_t e) {
     constexpr int B = 16;  // independent partial sums per tap (vectorisable without -ffast-math)
-    std::vector<float> buf(2 * (H + 2) * (W + 3) + B);
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
+    TwoPlanes planes(H, W, B);
+    float *p = planes.p, *q = planes.q;
     std::vector<float> acc(S == 1 ? 0 : 9 * Wo);
     for (int64_t c = b; c < e; ++c) {
       double total[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -366,18 +385,27 @@ int dw_grad_weight(int nparam, void **params, int *ndims, int64_t **shapes, cons
 
 // ---- dense: im2col / col2im --------------------------------------------------------------------
 
+// Where tap (di, dj) of output row i starts in the planes that pad_plane (S == 1: p, pitch Wp) or
+// split_plane (S == 2: even columns in p at pitch Wo + 1, odd columns in q at pitch Wo) wrote.
+template <int S>
+inline float *tap_row(float *p, float *q, int64_t i, int di, int dj, int64_t Wo, int64_t Wp) {
+  if (S == 1) return p + (i + di) * Wp + dj;
+  return dj == 1 ? q + (2 * i + di) * Wo : p + (2 * i + di) * (Wo + 1) + dj / 2;
+}
+
 // inputs: x (N,C,H,W); output cols (N, C*9, Ho*Wo), row c*9 + di*3 + dj (the weight's (C,3,3) order)
 template <int S>
 int im2col(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
   if (nparam != 2 || ndims[0] != 4 || !is_f32(dtypes[0])) return 1;
   const float *x = static_cast<const float *>(params[0]);
   float *cols = static_cast<float *>(params[1]);
-  const int64_t N = shapes[0][0], C = shapes[0][1], H = shapes[0][2], W = shapes[0][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, P = Ho * Wo, Wp = W + 2;
+  const Planes d = planes_of<S>(shapes[0]);  // plain copies: lambdas capture them (C++17)
+  const int64_t N = d.N, C = d.C, H = d.H, W = d.W, Ho = d.Ho, Wo = d.Wo, Wp = d.Wp;
+  const int64_t P = Ho * Wo;
   if (ndims[1] != 3 || shapes[1][0] != N || shapes[1][1] != C * 9 || shapes[1][2] != P) return 2;
   parallel_for(N * C, N * C * P * 9, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(2 * (H + 2) * (W + 3));
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
+    TwoPlanes planes(H, W);
+    float *p = planes.p, *q = planes.q;
     for (int64_t nc = b; nc < e; ++nc) {
       if (S == 1) pad_plane(x + nc * H * W, H, W, p);
       else split_plane(x + nc * H * W, H, W, Wo, p, q);
@@ -385,8 +413,7 @@ int im2col(int nparam, void **params, int *ndims, int64_t **shapes, const char *
       for (int t = 0; t < 9; ++t) {
         const int di = t / 3, dj = t % 3;
         for (int64_t i = 0; i < Ho; ++i) {
-          const float *src = S == 1 ? p + (i + di) * Wp + dj
-                                    : (dj == 1 ? q + (2 * i + di) * Wo : p + (2 * i + di) * (Wo + 1) + dj / 2);
+          const float *src = tap_row<S>(p, q, i, di, dj, Wo, Wp);
           std::memcpy(o + t * P + i * Wo, src, sizeof(float) * Wo);
         }
       }
@@ -401,21 +428,21 @@ int col2im(int nparam, void **params, int *ndims, int64_t **shapes, const char *
   if (nparam != 3 || ndims[1] != 4 || !is_f32(dtypes[0])) return 1;
   const float *g = static_cast<const float *>(params[0]);
   float *dx = static_cast<float *>(params[2]);
-  const int64_t N = shapes[1][0], C = shapes[1][1], H = shapes[1][2], W = shapes[1][3];
-  const int64_t Ho = (H - 1) / S + 1, Wo = (W - 1) / S + 1, P = Ho * Wo, Wp = W + 2;
+  const Planes d = planes_of<S>(shapes[1]);  // plain copies: lambdas capture them (C++17)
+  const int64_t N = d.N, C = d.C, H = d.H, W = d.W, Ho = d.Ho, Wo = d.Wo, Wp = d.Wp;
+  const int64_t P = Ho * Wo;
   if (ndims[0] != 3 || shapes[0][0] != N || shapes[0][1] != C * 9 || shapes[0][2] != P) return 2;
   if (!same4(ndims[2], shapes[2], N, C, H, W)) return 2;
   parallel_for(N * C, N * C * P * 9, [&](int64_t b, int64_t e) {
-    std::vector<float> buf(2 * (H + 2) * (W + 3));
-    float *p = buf.data(), *q = p + (H + 2) * (W + 3);
+    TwoPlanes planes(H, W);
+    float *p = planes.p, *q = planes.q;
     for (int64_t nc = b; nc < e; ++nc) {
-      std::fill(buf.begin(), buf.end(), 0.f);
+      planes.zero();
       const float *gc = g + nc * 9 * P;
       for (int t = 0; t < 9; ++t) {
         const int di = t / 3, dj = t % 3;
         for (int64_t i = 0; i < Ho; ++i) {
-          float *dst = S == 1 ? p + (i + di) * Wp + dj
-                              : (dj == 1 ? q + (2 * i + di) * Wo : p + (2 * i + di) * (Wo + 1) + dj / 2);
+          float *dst = tap_row<S>(p, q, i, di, dj, Wo, Wp);
           const float *src = gc + t * P + i * Wo;
           for (int64_t j = 0; j < Wo; ++j) dst[j] += src[j];
         }
