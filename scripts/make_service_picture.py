@@ -4,7 +4,7 @@
     python scripts/make_service_picture.py --model_type output/demo/model.json \
         --checkpoint output/demo/best.ckpt --target_res 128x96 --out imgs/pose_service_tracking.jpg
 
-The video is benchmark_service.synthetic_video: two of the demo's figures (litehrnet.data.demo)
+The video is bench_service.synthetic_video: two of the demo's figures (litehrnet.data.demo)
 walking past each other on 640x480 frames. No trained person detector can be had here, so the boxes
 come from a box file written beside the frames (the figures' true boxes, {frame_NNN.png: [[x, y, w,
 h, 1]]}); the PoseEstimator runs the frames through the same code as infer.py (`iter_track`, tracking
@@ -21,8 +21,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
-sys.path.insert(0, HERE)
-from benchmark_service import synthetic_video  # noqa: E402
+from bench_service import synthetic_video  # noqa: E402 (scripts/ is on sys.path: this script's folder)
 from litehrnet.cli import resolution  # noqa: E402
 from litehrnet.drawing import draw_poses  # noqa: E402
 from litehrnet.fileio import write_json_atomic  # noqa: E402
