@@ -117,52 +117,11 @@ def worker_ops(spec):
         return {"ops": ir_kernel_count(f.read())}
 
 
-def _fields(buf):
-    """(field number, value) of one protobuf message; length-delimited values as memoryview slices."""
-    i, n = 0, len(buf)
-    while i < n:
-        key, i = _varint(buf, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 1:
-            value, i = None, i + 8
-        elif wire == 2:
-            size, i = _varint(buf, i)
-            value, i = buf[i:i + size], i + size
-        elif wire == 5:
-            value, i = None, i + 4
-        else:
-            raise ValueError(f"protobuf wire type {wire} not supported")
-        yield field, value
-
-
-def _varint(buf, i):
-    value = shift = 0
-    while True:
-        byte = buf[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, i
-
-
-def onnx_node_count(path):
-    """Nodes of an ONNX model's main graph (ModelProto.graph = field 7, GraphProto.node = field 1), read
-    without the onnx package."""
-    with open(path, "rb") as f:
-        data = memoryview(f.read())
-    graphs = [v for k, v in _fields(data) if k == 7]
-    if not graphs:
-        raise ValueError(f"{path}: no graph in this ONNX file")
-    return sum(1 for k, _ in _fields(graphs[0]) if k == 1)
-
-
 def worker_export(spec):
     """The project's ONNX export of the native network, one file per batch size in spec['batches']."""
     from litehrnet.exporting import export_network
     from litehrnet.keypoints import COCO_17
+    from litehrnet.onnx_detector import onnx_node_count
     net = _net(dict(spec, impl="native"), mode="pynative")  # as src/export.py: export compiles its own graph
     paths = {}
     for batch in spec["batches"]:

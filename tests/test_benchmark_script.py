@@ -32,17 +32,6 @@ def _positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_onnx_node_count_reads_the_graph_nodes_of_a_hand_made_model(tmp_path):
-    def field(number, payload):
-        return bytes([(number << 3) | 2, len(payload)]) + payload
-
-    node = field(4, b"Relu")  # NodeProto.op_type
-    graph = field(1, node) * 3 + field(2, b"g") + field(1, node)  # four nodes and a name
-    path = tmp_path / "m.onnx"
-    path.write_bytes(bytes([0x08, 0x07]) + field(7, graph))  # ir_version 7, then the graph
-    assert _bench_lib().onnx_node_count(path) == 4
-
-
 def test_ir_kernel_count_leaves_out_bookkeeping_nodes():
     text = ("  %0(CNode_1) = Load(%para1, U)\n  %1(CNode_2) = PrimFunc_Conv2D(%0, %para2)\n"
             "  %2(CNode_3) = PrimFunc_ReLU(%1)\n  %3(CNode_4) = TupleGetItem(%2, I64(0))\n"

@@ -16,7 +16,7 @@ from mindspore import nn, ops
 
 from litehrnet import onnx_detector
 from litehrnet.onnx_detector import (OnnxYoloDetector, box_nms, grid_cells, letterbox, onnx_input_shape,
-                                     onnxruntime_module, parse_detector_spec, recognise_layout)
+                                     onnx_node_count, onnxruntime_module, parse_detector_spec, recognise_layout)
 
 IMAGE_HW = (480, 640)
 INPUT_HW = (320, 320)
@@ -335,3 +335,17 @@ def test_input_shape_read_from_the_protobuf(tmp_path):
     assert onnx_input_shape(path) == [1, None, None, 640]
     path.write_bytes(b'\xff\xff garbage')
     assert onnx_input_shape(path) is None
+
+
+def test_onnx_node_count_reads_the_graph_nodes_of_a_hand_made_model(tmp_path):
+    def field(number, payload):
+        return bytes([(number << 3) | 2, len(payload)]) + payload
+
+    node = field(4, b"Relu")  # NodeProto.op_type
+    graph = field(1, node) * 3 + field(2, b"g") + field(1, node)  # four nodes and a name
+    path = tmp_path / "m.onnx"
+    path.write_bytes(bytes([0x08, 0x07]) + field(7, graph))  # ir_version 7, then the graph
+    assert onnx_node_count(path) == 4
+    (tmp_path / "empty.onnx").write_bytes(bytes([0x08, 0x07]))
+    with pytest.raises(ValueError, match="no graph"):
+        onnx_node_count(tmp_path / "empty.onnx")

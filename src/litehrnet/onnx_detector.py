@@ -297,6 +297,14 @@ def onnx_input_shape(path):
     return None
 
 
+def onnx_node_count(path):
+    """Nodes of the model's main graph (ModelProto.graph (7) -> GraphProto.node (1)); ValueError if it has none."""
+    graphs = _sub(memoryview(Path(path).read_bytes()), 7)
+    if not graphs:
+        raise ValueError(f"{path}: no graph in this ONNX file")
+    return len(_sub(graphs[0], 1))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Backends
 
