@@ -78,7 +78,8 @@ def _measure(row, key, what, fn):
         row.setdefault("failed", {})[key] = str(e)
         log(f"  {what}: {e}")
         return None
-    log(f"  {what}: done in {time.perf_counter() - t0:.0f} s")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in value.items() if isinstance(v, (int, float)))
+    log(f"  {what}: {shown} ({time.perf_counter() - t0:.0f} s)")
     return value
 
 
