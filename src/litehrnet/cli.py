@@ -1,6 +1,12 @@
-"""Shared pieces of the command lines (litehrnet.commands): one-line errors with exit code 2, flag types."""
+"""Shared pieces of the command lines (litehrnet.commands): one-line errors with exit code 2, one-line
+warnings, flag types."""
 import argparse
+import contextlib
+import logging
 import sys
+import warnings
+
+from tqdm import tqdm
 
 from .checkpoint.download import DownloadError
 from .models.inputs import parse_input_size
@@ -51,11 +57,37 @@ def add_keypoint_flags(parser):
     parser.add_argument('--sigmas', type=number_list(float), help='OKS sigmas, comma-separated, one per joint')
 
 
+def warning_line(message):
+    """One 'warning: ...' line on stderr, written through tqdm so that a progress bar stays intact."""
+    tqdm.write(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+class _WarningLines(logging.Handler):
+    def emit(self, record):
+        warning_line(record.getMessage())
+
+
+@contextlib.contextmanager
+def console_warnings():
+    """While a command runs, the library's logged warnings ('litehrnet' loggers) and Python warnings are
+    one 'warning: ...' line each on stderr (Python's own format takes two lines, with a source line)."""
+    handler = _WarningLines(logging.WARNING)
+    logger = logging.getLogger('litehrnet')
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *args, **kwargs: warning_line(message)
+            yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def run_main(prog, run, args):
     """`run(args)`'s exit code; bad input (ValueError, KeyError, OSError) and a failed download (DownloadError)
-    become one line on stderr and exit code 2."""
+    become one line on stderr and exit code 2. Warnings are one line each (console_warnings)."""
     try:
-        return run(args)
+        with console_warnings():
+            return run(args)
     except (ValueError, KeyError, OSError, DownloadError) as e:  # CheckpointError, ModelTypeError: ValueErrors
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         first = message.strip().splitlines()[0] if message.strip() else type(e).__name__

@@ -4,13 +4,11 @@
 0.13); `CropBatcher` runs the crops of many images through it in full batches, for dataset
 evaluation (`evaluate`) and for pictures and videos (`annotate`) alike.
 """
-import os
-
 import cv2
 import mindspore as ms
 import numpy as np
 
-from .data.images import warn_if_truncated
+from .data.images import read_image_bgr
 from .codec import PIXEL_STD, codec_for, codec_of_heatmaps, flip_back, flip_shift, keypoints_to_image, shift_heatmap
 from .data.transforms import preprocess_box
 from .keypoints import COCO_17, get_keypoint_info
@@ -112,9 +110,7 @@ def padded_area(scale):
 
 def read_image_rgb(path):
     """An image file as RGB uint8 HWC, or None when it is missing or unreadable."""
-    image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if image is not None:
-        warn_if_truncated(path)
+    image = read_image_bgr(path)
     return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

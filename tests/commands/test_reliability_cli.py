@@ -4,117 +4,18 @@ Downloads (404, connection refused, no network, a transfer cut short, a sha256 m
 against a local HTTP server on 127.0.0.1; broken architecture files; convert_checkpoint's flags and
 output; crafted .pth/.ckpt/.npz files; train.py's flag checks; a JPEG cut in half.
 """
-import hashlib
-import http.server
-import importlib
-import importlib.util
 import json
-import pickle
-import re
 import socket
-import struct
-import sys
-import threading
 import urllib.error
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from litehrnet.engine.config import DEMO_MODEL
+from conftest import CRAFTED_PTH, free_port
 from litehrnet.models import registry
 
-ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = "litehrnet_18_mpii_256x256"
-PAYLOAD = b"\x00" * 4096
-
-
-def _front_end(name):
-    """main() of src/<name>.py or scripts/<name>.py."""
-    if name == "convert_checkpoint":
-        spec = importlib.util.spec_from_file_location("convert_checkpoint", ROOT / "scripts" / "convert_checkpoint.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.main
-    return importlib.import_module(f"litehrnet.commands.{name}").main
-
-
-def _digest(paths):
-    return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths if Path(p).is_file()}
-
-
-def _error_lines(capfd):
-    """stderr lines, without MindSpore's own [WARNING] log lines (its [ERROR] lines are kept: they count) and
-    without the download's progress bar (tqdm redraws it with carriage returns: '<file>:  50%|...')."""
-    err = capfd.readouterr().err
-    return [line for line in err.splitlines()
-            if line.strip() and not line.startswith("[WARNING] ME(") and not re.search(r"\d%\|", line)]
-
-
-def run_cli(name, argv, capfd, inputs=()):
-    """Exit code and the stderr lines of `name`'s main(argv); the input files must come out unchanged."""
-    before = _digest(inputs)
-    capfd.readouterr()
-    try:
-        code = _front_end(name)([str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    lines = _error_lines(capfd)
-    assert _digest(inputs) == before, "an input file was changed"
-    return code, lines
-
-
-def assert_one_line_error(code, lines, *needles):
-    assert code == 2, lines
-    assert len(lines) == 1, lines
-    assert "Traceback" not in lines[0] and "[ERROR]" not in lines[0]
-    for needle in needles:
-        assert str(needle) in lines[0], (needle, lines[0])
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    """A narrow architecture file (the demo model: quick to build) and a 64x64 image."""
-    config = tmp_path / "inputs" / "tiny.json"
-    config.parent.mkdir()
-    config.write_text(json.dumps(DEMO_MODEL))
-    image = tmp_path / "inputs" / "person.jpg"
-    cv2.imwrite(str(image), (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8))
-    return config, image
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    """/cut/<name>: announces 4096 bytes and sends half; /pub/<name>: 4096 zero bytes; else 404."""
-
-    def do_GET(self):
-        if not self.path.startswith(("/cut/", "/pub/")):
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(PAYLOAD)))
-        self.end_headers()
-        self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2] if self.path.startswith("/cut/") else PAYLOAD)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def server():
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
-
-
-def _free_port():
-    with socket.socket() as sock:  # free a moment ago: nothing listens there now
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _argv(cli, config, image, weights, out):
@@ -138,27 +39,27 @@ FAILURES = ["http404", "refused", "offline", "cut_short", "sha256"]
 
 @pytest.mark.parametrize("failure", FAILURES)
 @pytest.mark.parametrize("cli", CLIS)
-def test_download_failure_is_one_line_and_exit_2(cli, failure, tiny, server, tmp_path, monkeypatch, capfd):
-    config, image = tiny
+def test_download_failure_is_one_line_and_exit_2(cli, failure, tiny_inputs, http_server, tmp_path, monkeypatch,
+                                                   harness):
+    config, image = tiny_inputs
     ckpts, out = tmp_path / "ckpts", tmp_path / "out"
     monkeypatch.setenv("LITEHRNET_CKPT_DIR", str(ckpts))
     name = "weights.ckpt"
-    url = {"http404": f"{server}/missing/{name}", "refused": f"http://127.0.0.1:{_free_port()}/{name}",
-           "offline": f"http://download.invalid/{name}", "cut_short": f"{server}/cut/{name}"}.get(failure)
+    url = {"http404": f"{http_server}/missing/{name}", "refused": f"http://127.0.0.1:{free_port()}/{name}",
+           "offline": f"http://download.invalid/{name}", "cut_short": f"{http_server}/cut/{name}"}.get(failure)
     weights = url
     if failure == "offline":
         def no_network(*args, **kwargs):
             raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
         monkeypatch.setattr("urllib.request.urlopen", no_network)
     if failure == "sha256":  # the published file is not the one its sum describes
-        monkeypatch.setattr(registry, "BASE_URL", f"{server}/pub/")
+        monkeypatch.setattr(registry, "BASE_URL", f"{http_server}/pub/")
         entry = registry.PUBLISHED[PUBLISHED]
         monkeypatch.setitem(registry.PUBLISHED, PUBLISHED,
                             registry.PublishedCheckpoint(**{**entry.__dict__, "sha256": "ab" * 32}))
-        weights, url = PUBLISHED, f"{server}/pub/{PUBLISHED}.ckpt"
-    code, lines = run_cli(cli, _argv(cli, config, image, weights, out), capfd,
-                          inputs=[config, image])
-    assert_one_line_error(code, lines, url, "ckpts")
+        weights, url = PUBLISHED, f"{http_server}/pub/{PUBLISHED}.ckpt"
+    code, lines, _ = harness.run(cli, _argv(cli, config, image, weights, out), inputs=[config, image])
+    harness.one_line(code, lines, url, "ckpts")
     line = lines[0]
     cache_path = ckpts / f"{PUBLISHED}.ckpt" if failure == "sha256" else None
     if cache_path is not None:
@@ -178,45 +79,34 @@ def test_download_failure_is_one_line_and_exit_2(cli, failure, tiny, server, tmp
 
 @pytest.mark.parametrize("cli", ["infer", "train", "export"])
 @pytest.mark.parametrize("kind", ["yaml", "json"])
-def test_config_syntax_error_names_the_file(cli, kind, tiny, tmp_path, capfd):
-    _, image = tiny
+def test_config_syntax_error_names_the_file(cli, kind, tiny_inputs, tmp_path, harness):
+    _, image = tiny_inputs
     bad = tmp_path / "inputs" / f"broken.{kind}"
     bad.write_text("stages: [\n  {num_modules: 1\n" if kind == "yaml" else '{"stages": [1, 2,, 3]}')
     out = tmp_path / "out"
     argv = {"infer": ["--model_type", bad, "--infer_data_root", image, "--out_data_root", out, "--no_progress"],
             "train": ["--dataset", "demo", "--model_type", bad, "--checkpoint_path", out],
             "export": ["--model_type", bad, "--checkpoint", image, "--output", out / "m"]}[cli]
-    code, lines = run_cli(cli, argv, capfd, inputs=[bad, image])
-    assert_one_line_error(code, lines, bad, f"not valid {kind.upper()}", "line")
+    code, lines, _ = harness.run(cli, argv, inputs=[bad, image])
+    harness.one_line(code, lines, bad, f"not valid {kind.upper()}", "line")
     if cli == "train":
         assert not out.exists()
 
 
 # --- convert_checkpoint.py -------------------------------------------------------------------------------
 
-@pytest.fixture
-def tiny_ckpt(tiny, tmp_path):
-    """A checkpoint of the tiny architecture."""
-    import litehrnet
-    config, _ = tiny
-    net = litehrnet.create_model(str(config), num_joints=17, conv_impl="native")
-    path = tmp_path / "inputs" / "tiny.ckpt"
-    litehrnet.save_checkpoint(net, str(path))
-    return config, path
-
-
 @pytest.mark.parametrize("target_res", ["abc", "100x64"])
-def test_convert_checks_target_res_before_writing(target_res, tiny_ckpt, tmp_path, capfd):
+def test_convert_checks_target_res_before_writing(target_res, tiny_ckpt, tmp_path, harness):
     config, ckpt = tiny_ckpt
     out = tmp_path / "converted.ckpt"
-    code, lines = run_cli("convert_checkpoint", ["--model_type", config, "--input", ckpt, "--output", out,
+    code, lines, _ = harness.run("convert_checkpoint", ["--model_type", config, "--input", ckpt, "--output", out,
                                                  "--verify", "--target_res", target_res],
-                          capfd, inputs=[config, ckpt])
-    assert_one_line_error(code, lines, "100x64" if target_res == "100x64" else "--target_res")
+                                    inputs=[config, ckpt])
+    harness.one_line(code, lines, "100x64" if target_res == "100x64" else "--target_res")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]
 
 
-def test_convert_refuses_unwritable_outputs(tiny_ckpt, tmp_path, capfd):
+def test_convert_refuses_unwritable_outputs(tiny_ckpt, tmp_path, harness):
     config, ckpt = tiny_ckpt
     folder = tmp_path / "a_folder"
     folder.mkdir()
@@ -226,98 +116,74 @@ def test_convert_refuses_unwritable_outputs(tiny_ckpt, tmp_path, capfd):
     under_a_file = tmp_path / "inputs" / "tiny.json" / "c.ckpt"
     cases = [(folder, "is a directory"), (readonly, "read-only"), (under_a_file, "not writable")]
     for output, reason in cases:
-        code, lines = run_cli("convert_checkpoint", ["--model_type", config, "--input", ckpt, "--output", output],
-                              capfd, inputs=[config, ckpt, readonly])
-        assert_one_line_error(code, lines, output, reason)
+        code, lines, _ = harness.run("convert_checkpoint", ["--model_type", config, "--input", ckpt, "--output", output],
+                                       inputs=[config, ckpt, readonly])
+        harness.one_line(code, lines, output, reason)
     assert list(folder.iterdir()) == [] and readonly.read_bytes() == b"keep me"
 
 
 # --- crafted checkpoint files ------------------------------------------------------------------------------
 
-def _pickled_state(numel, size, stride):
-    """{'w': torch._utils._rebuild_tensor_v2(<FloatStorage '0' of numel>, 0, size, stride)} in protocol 2."""
-    rebuild = (b"ctorch._utils\n_rebuild_tensor_v2\n(" b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\n"
-               b"X\x01\x00\x00\x000X\x03\x00\x00\x00cpu\x8a\x08" + struct.pack("<q", numel) + b"tQ" + b"K\x00"
-               + pickle.dumps(tuple(size), 2)[2:-1] + pickle.dumps(tuple(stride), 2)[2:-1] + b"\x89NtR")
-    return b"\x80\x02}X\x01\x00\x00\x00w" + rebuild + b"s."
-
-
-def _legacy_pth(state, storage_bytes_header, tail=b""):
-    p = lambda obj: pickle.dumps(obj, 2)  # noqa: E731
-    return (p(0x1950A86A20F9469CFC6C) + p(1001) + p({"little_endian": True}) + state + p(["0"])
-            + struct.pack("<q", storage_bytes_header) + tail)
-
-
-CRAFTED = {
-    "storage_2^60": _legacy_pth(_pickled_state(4, (4,), (1,)), 1 << 60, b"\0" * 16),
-    "zero_strides": _legacy_pth(_pickled_state(4, (1 << 20, 1 << 20), (0, 0)), 4, b"\0" * 16),
-    "bytes8_2^40": pickle.dumps(0x1950A86A20F9469CFC6C, 2) + b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"x" * 20,
-    "bytearray": pickle.dumps(0x1950A86A20F9469CFC6C, 2)
-    + b"\x80\x02cbuiltins\nbytearray\n\x8a\x06" + (1 << 44).to_bytes(6, "little") + b"\x85R.",
-}
-
-
-@pytest.mark.parametrize("case", sorted(CRAFTED))
-def test_crafted_legacy_pth_is_bounded_by_the_file_size(case, tiny, tmp_path, capfd):
-    config, image = tiny
+@pytest.mark.parametrize("case", sorted(CRAFTED_PTH))
+def test_crafted_legacy_pth_is_bounded_by_the_file_size(case, tiny_inputs, tmp_path, harness):
+    config, image = tiny_inputs
     bad = tmp_path / "inputs" / "crafted.pth"
-    bad.write_bytes(CRAFTED[case])
+    bad.write_bytes(CRAFTED_PTH[case])
     assert bad.stat().st_size < 256
-    code, lines = run_cli("infer", ["--model_type", config, "--checkpoint", bad, "--infer_data_root", image,
+    code, lines, _ = harness.run("infer", ["--model_type", config, "--checkpoint", bad, "--infer_data_root", image,
                                     "--out_data_root", tmp_path / "out", "--no_progress"],
-                          capfd, inputs=[bad, image])
-    assert_one_line_error(code, lines, bad)
+                                    inputs=[bad, image])
+    harness.one_line(code, lines, bad)
     assert "MemoryError" not in lines[0]
 
 
-def test_flipped_byte_ckpt_is_reported_as_corrupt(tiny_ckpt, tmp_path, capfd):
+def test_flipped_byte_ckpt_is_reported_as_corrupt(tiny_ckpt, tmp_path, harness):
     config, ckpt = tiny_ckpt
     data = bytearray(ckpt.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad = tmp_path / "inputs" / "flipped.ckpt"
     bad.write_bytes(bytes(data))
-    code, lines = run_cli("convert_checkpoint", ["--model_type", config, "--input", bad, "--output",
-                                                 tmp_path / "c.ckpt"], capfd, inputs=[bad])
-    assert_one_line_error(code, lines, bad, "corrupt")  # one line: no MindSpore [ERROR] line either
+    code, lines, _ = harness.run("convert_checkpoint", ["--model_type", config, "--input", bad, "--output",
+                                                 tmp_path / "c.ckpt"], inputs=[bad])
+    harness.one_line(code, lines, bad, "corrupt")  # one line: no MindSpore [ERROR] line either
     assert "permission" not in lines[0]
     assert not (tmp_path / "c.ckpt").exists()
 
 
-def test_npz_with_object_arrays_names_the_file(tiny, tmp_path, capfd):
-    config, image = tiny
+def test_npz_with_object_arrays_names_the_file(tiny_inputs, tmp_path, harness):
+    config, image = tiny_inputs
     bad = tmp_path / "inputs" / "objects.npz"
     np.savez(bad, w=np.array([{"a": 1}], dtype=object))
-    code, lines = run_cli("export", ["--model_type", config, "--checkpoint", bad, "--target_res", "64x64",
-                                     "--output", tmp_path / "m"], capfd, inputs=[bad])
-    assert_one_line_error(code, lines, bad, "object arrays")
+    code, lines, _ = harness.run("export", ["--model_type", config, "--checkpoint", bad, "--target_res", "64x64",
+                                     "--output", tmp_path / "m"], inputs=[bad])
+    harness.one_line(code, lines, bad, "object arrays")
 
 
 # --- train.py checks every flag first -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("flag", ["model_type", "pretrained", "resume"])
-def test_train_checks_flags_before_generating_demo_data(flag, tmp_path, capfd):
+def test_train_checks_flags_before_generating_demo_data(flag, tmp_path, harness):
     out = tmp_path / "run"
     value = {"model_type": "litehrnet_99", "pretrained": tmp_path / "missing.ckpt",
              "resume": tmp_path / "missing_last.ckpt"}[flag]
-    code, lines = run_cli("train", ["--dataset", "demo", f"--{flag}", value, "--checkpoint_path", out],
-                          capfd)
-    assert_one_line_error(code, lines, value)
+    code, lines, _ = harness.run("train", ["--dataset", "demo", f"--{flag}", value, "--checkpoint_path", out])
+    harness.one_line(code, lines, value)
     assert not out.exists()  # no demo data, no run folder
 
 
 # --- a JPEG cut in half ------------------------------------------------------------------------------------
 
-def test_truncated_jpeg_is_warned_about_by_name(tiny, tmp_path, capfd, caplog):
-    config, image = tiny
+def test_truncated_jpeg_is_warned_about_by_name(tiny_inputs, tmp_path, harness, caplog):
+    config, image = tiny_inputs
     folder = tmp_path / "images"
     folder.mkdir()
     whole = image.read_bytes()
     (folder / "whole.jpg").write_bytes(whole)
     (folder / "half.jpg").write_bytes(whole[: len(whole) // 2])
     out = tmp_path / "out"
-    code, lines = run_cli("infer", ["--model_type", config, "--infer_data_root", folder, "--out_data_root", out,
-                                    "--target_res", "64x64", "--mode", "pynative", "--no_progress"],
-                          capfd, inputs=list(folder.iterdir()))
+    code, lines, _ = harness.run("infer", ["--model_type", config, "--infer_data_root", folder, "--out_data_root",
+                                           out, "--target_res", "64x64", "--mode", "pynative", "--no_progress"],
+                                 inputs=[folder])
     assert code == 0
     # A logging warning: on the console through logging's last-resort handler (pytest captures it instead).
     named = [r.getMessage() for r in caplog.records if "truncated JPEG" in r.getMessage()]

@@ -9,24 +9,16 @@ from litehrnet.data.validate import AREA_FACTOR, box_area, load_ground_truth
 from litehrnet.errors import AnnotationError
 from litehrnet.keypoint_sets import keypoint_set
 
+from conftest import coco_annotations
+
 CROWDPOSE = keypoint_set('crowdpose').joint_names
 AP10K = keypoint_set('ap10k').joint_names
 COCO_SKELETON_1_BASED = [[16, 14], [14, 12], [17, 15], [15, 13], [12, 13], [6, 12], [7, 13], [6, 7], [6, 8],
                          [7, 9], [8, 10], [9, 11], [2, 3], [1, 2], [1, 3], [2, 4], [3, 5], [4, 6], [5, 7]]
 
 
-def person(ann_id, image_id, k, cat=1, **extra):
-    kpts = []
-    for j in range(k):
-        kpts += [10.0 + j, 20.0 + j, 2]
-    return dict(dict(id=ann_id, image_id=image_id, category_id=cat, bbox=[5.0, 10.0, 40.0, 50.0], keypoints=kpts,
-                     num_keypoints=k, area=2000.0, iscrowd=0), **extra)
-
-
 def coco_file(names=CROWDPOSE, n=2, categories=None):
-    cats = categories or [dict(id=1, name='person', keypoints=list(names), skeleton=[])]
-    return dict(images=[dict(id=i + 1, file_name=f'{i + 1}.jpg', width=64, height=80) for i in range(n)],
-                annotations=[person(i + 1, i + 1, len(names)) for i in range(n)], categories=cats)
+    return coco_annotations(names, n, categories)
 
 
 def write(tmp_path, data, name='ann.json'):

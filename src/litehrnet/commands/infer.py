@@ -20,11 +20,9 @@ the network has random weights (smoke tests only).
 """
 import sys
 
-from tqdm import tqdm
-
 from ..annotate import Annotator, plan_inputs, run_summary
 from . import program_name
-from ..cli import ArgParser, add_keypoint_flags, resolution, run_main, str2bool
+from ..cli import ArgParser, add_keypoint_flags, resolution, run_main, str2bool, warning_line
 from ..experiment import add_config_flags, parse_with_config
 from ..data.validate import load_ground_truth
 from ..detection import PERSON_CATEGORY
@@ -94,7 +92,6 @@ def run(args):
         category_ids = gt.category_ids
         if not keypoints and args.backend == 'mindspore':
             keypoints = str(args.ann_file)
-    warn = lambda message: tqdm.write(f"warning: {message}", file=sys.stderr)  # noqa: E731
     estimator = PoseEstimator(
         args.model_type, args.checkpoint, detector=args.detector, target_res=args.target_res,
         keypoints=keypoints, meta=args.meta, sigmas=args.sigmas, image_ids=image_ids, category_ids=category_ids,
@@ -103,13 +100,13 @@ def run(args):
         kpt_thr=args.kpt_thr, bbox_thr=args.bbox_thr, smooth=args.smooth, det_interval=args.det_interval,
         backend=args.backend, model=args.model, mode=args.mode, post_process=args.post_process,
         bbox_file=args.bbox_file, det_layout=args.det_layout, det_class=args.det_class,
-        det_weights=args.det_weights, warn=warn)
+        det_weights=args.det_weights, warn=warning_line)
     print(f"device: {estimator.device}{' (auto-selected)' if args.device_target is None else ''}", file=sys.stderr)
     if estimator.random_weights:
         print("WARNING: no --checkpoint: the network has RANDOM WEIGHTS and its keypoints are meaningless "
               "(smoke tests only)", file=sys.stderr)
     annotator = Annotator(estimator, None, args.out_data_root, args.kpt_thr, progress=not args.no_progress,
-                          warn=warn, draw_bbox=args.draw_bbox, radius=args.radius, thickness=args.thickness,
+                          warn=warning_line, draw_bbox=args.draw_bbox, radius=args.radius, thickness=args.thickness,
                           show=args.show, category_id=category_ids[0])
     stats = annotator.run(plan, dict(estimator.description, post_process=args.post_process,
                                      input=str(args.infer_data_root), detector=args.detector or (

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from . import program_name
+from ..checkpoint.io import read_tensors
 from ..cli import ArgParser, add_keypoint_flags, number_list, resolution, run_main, str2bool
 from ..data.datasets import DATASETS
 from ..device import DEVICES, select_device
@@ -140,8 +141,8 @@ def config_from_args(args):
 def check_flags(config):
     """Refuse what would fail later (model type, --pretrained, --resume) before demo data is generated."""
     check_model_type(config.model_type)
-    if config.pretrained:
-        resolve_checkpoint(config.pretrained)  # a missing file or unknown name fails here; a download happens now
+    if config.pretrained:  # a missing, unknown or damaged file fails here; a download happens now
+        read_tensors(resolve_checkpoint(config.pretrained))
     if config.pretrained_backbone and not Path(config.pretrained_backbone).is_file():
         raise ValueError(f"{config.pretrained_backbone}: no such file (--pretrained_backbone)")
     resume = (Path(config.output_dir or DEFAULT_OUTPUT_DIR) / 'last.ckpt' if config.resume == 'auto'

@@ -1,9 +1,16 @@
-"""Checks on image files that OpenCV decodes without a word: a JPEG cut short (interrupted copy or download)."""
+"""Reading image files with the problems named: a JPEG cut short (interrupted copy or download), which OpenCV
+decodes with a grey remainder, and what the decoders print on stderr, caught and attributed to the file."""
 import logging
 import os
+import sys
+import tempfile
+import threading
+
+import cv2
 
 _LOG = logging.getLogger(__name__)
 _SOI, _EOI, _SOS = 0xD8, 0xD9, 0xDA
+_STDERR_LOCK = threading.Lock()
 
 
 def jpeg_is_truncated(data):
@@ -46,14 +53,52 @@ def jpeg_is_truncated(data):
     return True
 
 
-def warn_if_truncated(path):
-    """Log a warning naming ``path`` when it is a JPEG cut short (OpenCV decodes it with a grey remainder)."""
+def _decode_capturing_stderr(path):
+    """(cv2.imread(path) in BGR or None, the lines the decoder printed on the process's stderr).
+
+    libjpeg and libpng write their complaints ('Premature end of JPEG file', 'libpng warning: ...') to
+    file descriptor 2 themselves; they are caught in a temporary file instead, so the caller can say which
+    file they are about. One decode at a time holds the descriptor (a lock).
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no stderr to borrow: decode as it is
+            return cv2.imread(os.fspath(path), cv2.IMREAD_COLOR), []
+        try:
+            os.dup2(sink.fileno(), 2)
+            image = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        said = sink.read().decode(errors="replace")
+    return image, [line.strip() for line in said.splitlines() if line.strip()]
+
+
+def _is_truncated_jpeg(path):
     try:
         with open(os.fspath(path), "rb") as f:
-            truncated = jpeg_is_truncated(f.read())
+            return jpeg_is_truncated(f.read())
     except OSError:
         return False
-    if truncated:
+
+
+def read_image_bgr(path):
+    """An image file as BGR uint8 HWC (cv2.imread), or None when it is missing or unreadable.
+
+    A decoded image that is a JPEG cut short (OpenCV fills the missing part in grey), or that the decoder
+    complained about, is logged as one warning naming the file and quoting the decoder; the decoder's own
+    lines never reach the console unattributed. An unreadable file (None) is the caller's to report.
+    """
+    image, said = _decode_capturing_stderr(path)
+    if image is None:
+        return None
+    quoted = "; ".join(said)
+    if _is_truncated_jpeg(path):
         _LOG.warning("%s: truncated JPEG (the file ends before the image does; the missing part is filled in "
-                     "by the decoder): check the file", path)
-    return truncated
+                     "by the decoder%s): check the file", path, f", which said: {quoted}" if said else "")
+    elif said:
+        _LOG.warning("%s: the image decoder said: %s: check the file", path, quoted)
+    return image

@@ -227,18 +227,18 @@ class Trainer:
         self.best_names = best_metrics(config)
         self._check_best_names()
         self.best_files = config.best_metric is not None  # named metrics also keep best_<metric>.ckpt
-        self.log = _logger(self.out, self.rank, self.group_size)
-        for note in notes:
-            self.log.info(note)
-        if config.resume and self.main:
-            for path in remove_stale_temporaries(self.out):
-                self.log.info(f"removed {path}, a temporary file left by an interrupted write")
         ms.set_seed(config.seed)
         mds.config.set_seed(config.seed)
         with warnings.catch_warnings(record=True) as caught:  # a re-initialised head is said in the log
             warnings.simplefilter('always')
             self.net = create_model(config.model_type, num_joints=self.info.num_joints, pretrained=config.pretrained,
                                     reset_head=True, pretrained_backbone=config.pretrained_backbone)
+        self.log = _logger(self.out, self.rank, self.group_size)  # train.log: once the weights fit the network
+        for note in notes:
+            self.log.info(note)
+        if config.resume and self.main:
+            for path in remove_stale_temporaries(self.out):
+                self.log.info(f"removed {path}, a temporary file left by an interrupted write")
         for w in caught:
             self.log.info(str(w.message))
         if self.net.pretrained_report:  # the ImageNet backbone: what the file held that was dropped, one line
