@@ -108,7 +108,8 @@ def _upsample_aot_ops(lib):
 def _fold_aot_ops(lib):
     """The folded eval path's operators (no backward): ({(stride, act): depthwise + bias + act}, {act: bias + act}).
 
-    act is None (no activation; depthwise only) or 'relu'; the bias kernels are for 'relu' and 'sigmoid'.
+    act is None (no activation; depthwise only) or 'relu'; the bias kernels are for 'relu', 'sigmoid' and
+    'residual_relu' (relu(y + b + r), the end of a residual block).
     """
     def like_first(y, b):
         return list(y)
@@ -118,8 +119,12 @@ def _fold_aot_ops(lib):
             return [x[0], x[1], _out_size(x[2], stride), _out_size(x[3], stride)]
         return _custom_op(lib, f"DwBias{'Relu' if act else ''}S{stride}", shape)
 
+    def like_y(y, b, r):
+        return list(y)
+
     dw = {(s, act): depthwise(s, act) for s in (1, 2) for act in (None, "relu")}
-    return dw, {"relu": _custom_op(lib, "BiasRelu", like_first), "sigmoid": _custom_op(lib, "BiasSigmoid", like_first)}
+    return dw, {"relu": _custom_op(lib, "BiasRelu", like_first), "sigmoid": _custom_op(lib, "BiasSigmoid", like_first),
+                "residual_relu": _custom_op(lib, "BiasResidualRelu", like_y)}
 
 
 def fold_ops(backend=None):
@@ -238,6 +243,8 @@ class DenseConv3x3Aot(_Conv3x3):
         """The convolution of float32 x with float32 weight k, without bias."""
         ho, wo = _out_size(xf.shape[2], self.s), _out_size(xf.shape[3], self.s)
         cols = self.im2col(xf)                                               # (N, Cin*9, Ho*Wo)
+        if xf.shape[0] == 1 and not self.training:  # one image: a plain product, no broadcast weight copy
+            cols = cols.reshape(cols.shape[1], cols.shape[2])
         y = ops.matmul(k.reshape(self.out_channels, -1), cols)               # (N, Cout, Ho*Wo)
         return y.reshape(xf.shape[0], self.out_channels, ho, wo)
 

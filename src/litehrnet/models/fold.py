@@ -59,6 +59,7 @@ class FoldedConvBN(nn.Cell):
         dw_ops, bias_ops = kernels if kernels is not None else ({}, {})
         self.dw_op = dw_ops.get((conv.s, act)) if isinstance(conv, DepthwiseConv3x3Aot) else None
         self.bias_act = bias_ops.get(act)
+        self.residual_op = bias_ops.get("residual_relu") if act is None else None
         if bn is None:  # the conv's own parameters, nothing to derive
             object.__setattr__(self, "weight", conv.weight)
             object.__setattr__(self, "bias", conv.bias)
@@ -81,19 +82,24 @@ class FoldedConvBN(nn.Cell):
         self.weight.set_data(Tensor(weight.astype(np.float32)))
         self.bias.set_data(Tensor(bias.astype(np.float32)))
 
-    def construct(self, x):
+    def construct(self, x, residual=None):
+        """act(bn(conv(x))); with ``residual`` (act None): relu(bn(conv(x)) + residual), a residual block's end."""
         dtype = x.dtype
         if dtype != mstype.float32:
             x = x.astype(mstype.float32)
+            if residual is not None:
+                residual = residual.astype(mstype.float32)
         w, b = self.weight, self.bias
         if w.dtype != mstype.float32:  # the conv's own parameters under mixed precision
             w = w.astype(mstype.float32)
             b = b.astype(mstype.float32)
-        if self.dw_op is not None:
+        if self.dw_op is not None and residual is None:
             y = self.dw_op(x, w, b)
         else:
             y = self.conv.conv_f32(x, w) if self.fast else self.conv.conv2d(x, w)
-            if self.bias_act is not None:
+            if residual is not None:
+                y = self._residual_relu(y, b, residual)
+            elif self.bias_act is not None:
                 y = self.bias_act(y, b)
             else:
                 y = ops.bias_add(y, b)
@@ -104,6 +110,11 @@ class FoldedConvBN(nn.Cell):
         if dtype != mstype.float32:
             y = y.astype(dtype)
         return y
+
+    def _residual_relu(self, y, b, residual):
+        if self.residual_op is not None:
+            return self.residual_op(y, b, residual)
+        return ops.relu(ops.bias_add(y, b) + residual)
 
 
 def fold_conv(owner, name, conv, bn, act=None):

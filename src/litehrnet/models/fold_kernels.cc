@@ -1,6 +1,7 @@
 // Eval-mode kernels of the folded path (BatchNorm folded into the convolution before it, see fold.py):
-// a per-channel bias with the activation after it in one pass, and the depthwise 3x3 convolution with
-// that epilogue applied to each output plane while it is still in cache. No backward: the folded path
+// a per-channel bias with the activation after it in one pass (also with a residual input added before
+// the ReLU), and the depthwise 3x3 convolution with that epilogue applied to each output plane while it
+// is still in cache. No backward: the folded path
 // only runs in eval mode.
 //
 // kernel_build.py compiles this file in ONE translation unit after fast_kernels.cc (it appends this
@@ -49,6 +50,35 @@ int bias_act(int nparam, void **params, int *ndims, int64_t **shapes, const char
   return 0;
 }
 
+// inputs: y (N,C,...), b (C), r (y's shape); output relu(y + b[c] + r): a residual block's end
+int bias_residual_relu(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  if (nparam != 4 || ndims[0] < 2 || ndims[1] != 1 || ndims[2] != ndims[0] || ndims[3] != ndims[0] ||
+      !is_f32(dtypes[0]) || !is_f32(dtypes[1]) || !is_f32(dtypes[2]))
+    return 1;
+  const int64_t N = shapes[0][0], C = shapes[0][1];
+  int64_t L = 1;
+  for (int d = 2; d < ndims[0]; ++d) L *= shapes[0][d];
+  for (int d = 0; d < ndims[0]; ++d)
+    if (shapes[2][d] != shapes[0][d]) return 2;
+  if (shapes[1][0] != C) return 2;
+  const float *y = static_cast<const float *>(params[0]);
+  const float *b = static_cast<const float *>(params[1]);
+  const float *r = static_cast<const float *>(params[2]);
+  float *out = static_cast<float *>(params[3]);
+  parallel_for(N * C, N * C * L, [&](int64_t lo, int64_t hi) {
+    for (int64_t nc = lo; nc < hi; ++nc) {
+      const float bias = b[nc % C];
+      const float *__restrict yp = y + nc * L, *__restrict rp = r + nc * L;
+      float *__restrict op = out + nc * L;
+      for (int64_t t = 0; t < L; ++t) {
+        const float v = yp[t] + bias + rp[t];
+        op[t] = v > 0.f ? v : 0.f;
+      }
+    }
+  });
+  return 0;
+}
+
 // inputs: x (N,C,H,W), w (C,1,3,3), b (C); output act(depthwise(x, w) + b[c]) (N,C,Ho,Wo)
 template <int S, int ACT>
 int dw_bias_act(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
@@ -85,6 +115,7 @@ int dw_bias_act(int nparam, void **params, int *ndims, int64_t **shapes, const c
 
 LITEHRNET_EXPORT(BiasRelu, bias_act<kRelu>)
 LITEHRNET_EXPORT(BiasSigmoid, bias_act<kSigmoid>)
+LITEHRNET_EXPORT(BiasResidualRelu, bias_residual_relu)
 LITEHRNET_EXPORT(DwBiasS1, (dw_bias_act<1, kIdentity>))
 LITEHRNET_EXPORT(DwBiasS2, (dw_bias_act<2, kIdentity>))
 LITEHRNET_EXPORT(DwBiasReluS1, (dw_bias_act<1, kRelu>))

@@ -45,7 +45,7 @@ class BasicBlock(EvalFold, nn.Cell):
     def construct(self, x):
         residual = x if self.downsample is None else self.downsample(x)
         if not self.training and self.folded1 is not None:
-            return self.relu(self.folded2(self.folded1(x)) + residual)
+            return self.folded2(self.folded1(x), residual)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + residual)
@@ -73,7 +73,7 @@ class Bottleneck(EvalFold, nn.Cell):
     def construct(self, x):
         residual = x if self.downsample is None else self.downsample(x)
         if not self.training and self.folded1 is not None:
-            return self.relu(self.folded3(self.folded2(self.folded1(x))) + residual)
+            return self.folded3(self.folded2(self.folded1(x)), residual)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))

@@ -33,7 +33,7 @@ _CPP_PATHS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name
 
 _KERNEL_NAMES = tuple(f"{op}S{s}" for op in ("DwFwd", "DwBwdInput", "DwBwdWeight", "Im2Col", "Col2Im")
                       for s in (1, 2)) + ("UpAdd", "UpMul", "UpAddGrad", "UpMulGrad")
-_FOLD_KERNEL_NAMES = ("BiasRelu", "BiasSigmoid", "DwBiasS1", "DwBiasS2", "DwBiasReluS1", "DwBiasReluS2")
+_FOLD_KERNEL_NAMES = ("BiasRelu", "BiasSigmoid", "BiasResidualRelu", "DwBiasS1", "DwBiasS2", "DwBiasReluS1", "DwBiasReluS2")
 _CXX_FLAG_SETS = (("-O3", "-march=native"), ("-O3",))
 _library = {}
 _library_lock = threading.Lock()
@@ -170,12 +170,15 @@ def _self_check(path):
 def _fold_checks(rng, x, k, y, stride):
     """(kernel, inputs, numpy answer) of the folded path's bias + activation kernels; y = depthwise(x, k)."""
     b = rng.standard_normal(x.shape[1]).astype(np.float32)
+    r = rng.standard_normal(x.shape).astype(np.float32)
     per_channel = b[None, :, None, None]
     v = x + per_channel
+    flat = (x.shape[0], x.shape[1], -1)
     return ((f"DwBiasS{stride}", (x, k, b), y + per_channel),
             (f"DwBiasReluS{stride}", (x, k, b), np.maximum(y + per_channel, 0.0)),
             ("BiasRelu", (x, b), np.maximum(v, 0.0)), ("BiasSigmoid", (x, b), 1.0 / (1.0 + np.exp(-v))),
-            ("BiasRelu", (x.reshape(x.shape[0], x.shape[1], -1), b), np.maximum(v, 0.0).reshape(x.shape[0], x.shape[1], -1)))
+            ("BiasRelu", (x.reshape(flat), b), np.maximum(v, 0.0).reshape(flat)),
+            ("BiasResidualRelu", (x, b, r), np.maximum(v + r, 0.0)))
 
 
 def _upsample_checks(rng, n, c, h, w, factor):
