@@ -7,9 +7,8 @@ the iterative head. Each computes exactly what the official PyTorch code compute
 """
 from mindspore import nn, ops
 
-from .layers import (ConvModule, add_upsampled, batch_norm, concat_shuffle, conv2d, current_conv_impl,
-                     depthwise_pointwise, fused_upsample_ops, mul_upsampled, scale_channels, split_halves,
-                     upsample_bilinear_align_corners)
+from .layers import (ConvModule, add_upsampled, concat_shuffle, conv_bn, current_conv_impl, depthwise_pointwise,
+                     fused_upsample_ops, mul_upsampled, scale_channels, split_halves, upsample_bilinear_align_corners)
 
 
 class Stem(nn.Cell):
@@ -129,7 +128,7 @@ def _fuse_layer(in_channels, j, i):
     if j == i:
         return nn.Identity()
     if j > i:  # lower resolution: 1x1 conv + BN; the nearest upsample happens in the module
-        return nn.SequentialCell([conv2d(in_channels[j], in_channels[i], 1), batch_norm(in_channels[i])])
+        return conv_bn(in_channels[j], in_channels[i])
     steps = i - j
     return nn.SequentialCell([
         depthwise_pointwise(in_channels[j], in_channels[i] if k == steps - 1 else in_channels[j], 2,

@@ -17,7 +17,10 @@ Parameters with the same shapes and initialisation, and support autodiff:
   ``Y = sum_di (S_di @ X) @ B_di`` and dense ``Y = Wmat @ im2col(X)``, im2col = ``S @ X @ T``.
 
 The same library fuses nearest upsampling with the add / multiply that consumes it
-(:func:`upsample_ops`, used by ``layers.add_upsampled`` / ``mul_upsampled`` / ``scale_channels``).
+(:func:`upsample_ops`, used by ``layers.add_upsampled`` / ``mul_upsampled`` / ``scale_channels``), and
+holds the eval-only kernels of the folded path (:func:`fold_ops`, used by ``fold.py``: depthwise conv +
+bias (+ ReLU), bias + ReLU / sigmoid). Every cell's ``conv_f32(x, weight)`` is its convolution without
+bias for float32 input and a given weight (the folded path passes the folded weight).
 
 1x1 convolutions (already a fast MatMul in MindSpore) and any other kernel size or grouping return
 ``None`` so that ``layers.conv2d`` keeps ``nn.Conv2d``. Float32 is computed natively by the kernels;
@@ -101,6 +104,36 @@ def _upsample_aot_ops(lib):
     return _custom_op(lib, "UpAdd", like_y, add_bprop), _custom_op(lib, "UpMul", like_y, mul_bprop)
 
 
+@functools.lru_cache(maxsize=None)
+def _fold_aot_ops(lib):
+    """The folded eval path's operators (no backward): ({(stride, act): depthwise + bias + act}, {act: bias + act}).
+
+    act is None (no activation; depthwise only) or 'relu'; the bias kernels are for 'relu', 'sigmoid' and
+    'residual_relu' (relu(y + b + r), the end of a residual block).
+    """
+    def like_first(y, b):
+        return list(y)
+
+    def depthwise(stride, act):
+        def shape(x, k, b):
+            return [x[0], x[1], _out_size(x[2], stride), _out_size(x[3], stride)]
+        return _custom_op(lib, f"DwBias{'Relu' if act else ''}S{stride}", shape)
+
+    def like_y(y, b, r):
+        return list(y)
+
+    dw = {(s, act): depthwise(s, act) for s in (1, 2) for act in (None, "relu")}
+    return dw, {"relu": _custom_op(lib, "BiasRelu", like_first), "sigmoid": _custom_op(lib, "BiasSigmoid", like_first),
+                "residual_relu": _custom_op(lib, "BiasResidualRelu", like_y)}
+
+
+def fold_ops(backend=None):
+    """The folded eval path's C++ operators (see _fold_aot_ops), or None (matmul backend: MindSpore ops)."""
+    if resolve_backend(backend) != "aot":
+        return None
+    return _fold_aot_ops(kernel_library())
+
+
 def upsample_ops(backend=None):
     """(add, mul) fused nearest-upsample-and-combine operators of the C++ backend, or None (matmul backend)."""
     if resolve_backend(backend) != "aot":
@@ -171,12 +204,12 @@ class _Conv3x3(nn.Cell):
                 f"stride={self.stride}, pad_mode=pad, padding=1, group={self.group}, has_bias={self.has_bias}, "
                 f"impl={type(self).__name__}")
 
-    def _inputs(self, x):
-        """(x, weight) in float32, and the output size (Ho, Wo) of x."""
-        ho, wo = _out_size(x.shape[2], self.s), _out_size(x.shape[3], self.s)
+    def construct(self, x):
         if x.dtype != mstype.float32:
-            return x.astype(mstype.float32), self.weight.astype(mstype.float32), ho, wo
-        return x, self.weight, ho, wo
+            y = self.conv_f32(x.astype(mstype.float32), self.weight.astype(mstype.float32))
+        else:
+            y = self.conv_f32(x, self.weight)
+        return self._output(y, x.dtype)
 
     def _output(self, y, dtype):
         if self.has_bias:
@@ -194,9 +227,9 @@ class DepthwiseConv3x3Aot(_Conv3x3):
         super().__init__(channels, channels, stride, channels, has_bias)
         self.conv_op = _aot_ops(library or kernel_library(), stride)[0]
 
-    def construct(self, x):
-        xf, k, _, _ = self._inputs(x)
-        return self._output(self.conv_op(xf, k), x.dtype)
+    def conv_f32(self, xf, k):
+        """The convolution of float32 x with float32 weight k, without bias."""
+        return self.conv_op(xf, k)
 
 
 class DenseConv3x3Aot(_Conv3x3):
@@ -206,12 +239,14 @@ class DenseConv3x3Aot(_Conv3x3):
         super().__init__(in_channels, out_channels, stride, 1, has_bias)
         self.im2col = _aot_ops(library or kernel_library(), stride)[1]
 
-    def construct(self, x):
-        xf, k, ho, wo = self._inputs(x)
+    def conv_f32(self, xf, k):
+        """The convolution of float32 x with float32 weight k, without bias."""
+        ho, wo = _out_size(xf.shape[2], self.s), _out_size(xf.shape[3], self.s)
         cols = self.im2col(xf)                                               # (N, Cin*9, Ho*Wo)
+        if xf.shape[0] == 1 and not self.training:  # one image: a plain product, no broadcast weight copy
+            cols = cols.reshape(cols.shape[1], cols.shape[2])
         y = ops.matmul(k.reshape(self.out_channels, -1), cols)               # (N, Cout, Ho*Wo)
-        y = y.reshape(x.shape[0], self.out_channels, ho, wo)
-        return self._output(y, x.dtype)
+        return y.reshape(xf.shape[0], self.out_channels, ho, wo)
 
 
 class DepthwiseConv3x3MatMul(_Conv3x3):
@@ -220,15 +255,15 @@ class DepthwiseConv3x3MatMul(_Conv3x3):
     def __init__(self, channels, stride=1, has_bias=False):
         super().__init__(channels, channels, stride, channels, has_bias)
 
-    def construct(self, x):
-        n, c, h, w = x.shape
-        xf, k, ho, wo = self._inputs(x)
+    def conv_f32(self, xf, k):
+        """The convolution of float32 x with float32 weight k, without bias."""
+        n, c, h, w = xf.shape
+        ho, wo = _out_size(h, self.s), _out_size(w, self.s)
         rows = _row_taps_tensor(h, self.s)                                   # (3Ho, H)
         cols = _col_taps_tensor(w, self.s)                                   # (3, W, Wo)
         band = ops.matmul(k.reshape(c * 3, 3), cols.reshape(3, w * wo))      # (C*3, W*Wo): B[c, di]
         u = ops.matmul(rows, xf).reshape(n, c, 3, ho, w)                      # rows of tap di
-        y = ops.matmul(u, band.reshape(c, 3, w, wo)).sum(axis=2)
-        return self._output(y, x.dtype)
+        return ops.matmul(u, band.reshape(c, 3, w, wo)).sum(axis=2)
 
 
 class DenseConv3x3MatMul(_Conv3x3):
@@ -237,15 +272,15 @@ class DenseConv3x3MatMul(_Conv3x3):
     def __init__(self, in_channels, out_channels, stride=1, has_bias=False):
         super().__init__(in_channels, out_channels, stride, 1, has_bias)
 
-    def construct(self, x):
-        n, c, h, w = x.shape
-        xf, k, ho, wo = self._inputs(x)
+    def conv_f32(self, xf, k):
+        """The convolution of float32 x with float32 weight k, without bias."""
+        n, c, h, w = xf.shape
+        ho, wo = _out_size(h, self.s), _out_size(w, self.s)
         rows = _row_taps_tensor(h, self.s)                                   # (3Ho, H)
         cols = _col_taps_tensor(w, self.s).transpose(1, 0, 2).reshape(w, 3 * wo)  # (W, 3Wo)
         taps = ops.matmul(rows, ops.matmul(xf, cols))                        # (N, C, 3Ho, 3Wo)
         taps = taps.reshape(n, c, 3, ho, 3, wo).transpose(0, 1, 2, 4, 3, 5).reshape(n, c * 9, ho * wo)
-        y = ops.matmul(k.reshape(self.out_channels, -1), taps).reshape(n, self.out_channels, ho, wo)
-        return self._output(y, x.dtype)
+        return ops.matmul(k.reshape(self.out_channels, -1), taps).reshape(n, self.out_channels, ho, wo)
 
 
 def fast_conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, has_bias=False, backend=None):

@@ -7,14 +7,15 @@ state-dict keys under ``backbone.`` (``conv1``, ``layer1.0.downsample.0``, ``tra
 """
 from mindspore import nn, ops
 
+from .fold import EvalFold
 from .hrnet_blocks import HighResolutionModule, conv_bn_relu, make_blocks, transition
 from .hrnet_config import (HEAD_CONCAT, HEAD_FULL_RESOLUTION, HEAD_OFFICIAL, MAX_STAGES, branch_channels,
                            input_multiple, output_stride, validate_hrnet_config)
-from .layers import batch_norm, conv2d, upsample_bilinear
+from .layers import batch_norm, conv2d, fold_conv_bn, upsample_bilinear
 from .inputs import check_input_size
 
 
-class HRNet(nn.Cell):
+class HRNet(EvalFold, nn.Cell):
     """Stem, ``layer1``, then ``transitionK`` + ``stageK+1`` (up to stage 4); returns the branch outputs.
 
     With ``multi_scale_output=False`` (the official and full-resolution heads) the last module computes
@@ -30,6 +31,8 @@ class HRNet(nn.Cell):
         self.conv2 = conv2d(stem, stem, 3, 2) if two else None
         self.bn2 = batch_norm(stem) if two else None
         self.relu = nn.ReLU()
+        fold_conv_bn(self, "folded1", self.conv1, self.bn1, "relu")
+        fold_conv_bn(self, "folded2", self.conv2, self.bn2, "relu")
         stages = config["stages"]
         widths = branch_channels(config)
         first = stages[0]
@@ -60,6 +63,9 @@ class HRNet(nn.Cell):
         return xs
 
     def _stem(self, x):
+        if not self.training and self.folded1 is not None:
+            x = self.folded1(x)
+            return x if self.folded2 is None else self.folded2(x)
         x = self.relu(self.bn1(self.conv1(x)))
         if self.conv2 is not None:
             x = self.relu(self.bn2(self.conv2(x)))

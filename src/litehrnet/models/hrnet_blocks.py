@@ -8,15 +8,13 @@ official state-dict key with BatchNorm's tensors named the MindSpore way.
 """
 from mindspore import nn
 
-from .layers import add_upsampled, batch_norm, conv2d, current_conv_impl, fused_upsample_ops
+from .fold import EvalFold
+from .layers import add_upsampled, batch_norm, conv2d, conv_bn, current_conv_impl, fold_conv_bn, fused_upsample_ops
 
 
 def conv_bn_relu(in_channels, out_channels, stride=1, relu=True):
     """3x3 conv (padding 1, no bias), BN, optional ReLU, as one sequence (indices 0, 1, 2)."""
-    cells = [conv2d(in_channels, out_channels, 3, stride), batch_norm(out_channels)]
-    if relu:
-        cells.append(nn.ReLU())
-    return nn.SequentialCell(cells)
+    return conv_bn(in_channels, out_channels, 3, stride, relu=relu)
 
 
 def _downsample(in_channels, out_channels):
@@ -26,11 +24,11 @@ def _downsample(in_channels, out_channels):
     """
     if in_channels == out_channels:
         return None
-    return nn.SequentialCell([conv2d(in_channels, out_channels, 1), batch_norm(out_channels)])
+    return conv_bn(in_channels, out_channels)
 
 
-class BasicBlock(nn.Cell):
-    """3x3 conv-BN-ReLU, 3x3 conv-BN, plus the input, ReLU (expansion 1)."""
+class BasicBlock(EvalFold, nn.Cell):
+    """3x3 conv-BN-ReLU, 3x3 conv-BN, plus the input, ReLU (expansion 1); folded in eval on the fast path."""
     expansion = 1
 
     def __init__(self, in_channels, planes):
@@ -41,16 +39,20 @@ class BasicBlock(nn.Cell):
         self.bn2 = batch_norm(planes)
         self.relu = nn.ReLU()
         self.downsample = _downsample(in_channels, planes)
+        fold_conv_bn(self, "folded1", self.conv1, self.bn1, "relu")
+        fold_conv_bn(self, "folded2", self.conv2, self.bn2)
 
     def construct(self, x):
         residual = x if self.downsample is None else self.downsample(x)
+        if not self.training and self.folded1 is not None:
+            return self.folded2(self.folded1(x), residual)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + residual)
 
 
-class Bottleneck(nn.Cell):
-    """1x1 conv-BN-ReLU, 3x3 conv-BN-ReLU, 1x1 conv-BN to 4x the planes, plus the input, ReLU."""
+class Bottleneck(EvalFold, nn.Cell):
+    """1x1 conv-BN-ReLU, 3x3 conv-BN-ReLU, 1x1 conv-BN to 4x the planes, plus the input, ReLU (folded in eval)."""
     expansion = 4
 
     def __init__(self, in_channels, planes):
@@ -64,9 +66,14 @@ class Bottleneck(nn.Cell):
         self.bn3 = batch_norm(out_channels)
         self.relu = nn.ReLU()
         self.downsample = _downsample(in_channels, out_channels)
+        fold_conv_bn(self, "folded1", self.conv1, self.bn1, "relu")
+        fold_conv_bn(self, "folded2", self.conv2, self.bn2, "relu")
+        fold_conv_bn(self, "folded3", self.conv3, self.bn3)
 
     def construct(self, x):
         residual = x if self.downsample is None else self.downsample(x)
+        if not self.training and self.folded1 is not None:
+            return self.folded3(self.folded2(self.folded1(x)), residual)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -86,7 +93,7 @@ def make_blocks(block, in_channels, planes, num_blocks):
 def _fuse_layer(channels, i, j):
     """Fuse layer from branch j to output i: 1x1+BN (then upsampled), identity, or stride-2 3x3 convs."""
     if j > i:
-        return nn.SequentialCell([conv2d(channels[j], channels[i], 1), batch_norm(channels[i])])
+        return conv_bn(channels[j], channels[i])
     if j == i:
         return nn.Identity()
     steps = i - j

@@ -1,4 +1,4 @@
-"""The fast CPU path's kernel build: compile fast_kernels.cc with g++, cache the library, check it.
+"""The fast CPU path's kernel build: compile fast_kernels.cc (+ fold_kernels.cc) with g++, cache the library, check it.
 
 `kernel_library()` returns the path of a compiled library that passed a numpy self-check (built once
 per machine, source and flags, into ``LITEHRNET_FAST_CONV_CACHE`` or ``~/.cache/litehrnet_mindspore``),
@@ -25,12 +25,15 @@ BACKENDS = ("auto", "aot", "matmul")
 _BACKEND_ENV = "LITEHRNET_FAST_CONV_BACKEND"
 _CACHE_ENV = "LITEHRNET_FAST_CONV_CACHE"
 
-# The kernels (C++ beside this file), compiled at run time (see kernel_library()).
-_CPP_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fast_kernels.cc")
+# The kernels (C++ beside this file), compiled at run time as one translation unit (see kernel_library()):
+# the eval-only kernels of the folded path use the pool and plane helpers of the training kernels.
+_CPP_PATHS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+                   for name in ("fast_kernels.cc", "fold_kernels.cc"))
 
 
 _KERNEL_NAMES = tuple(f"{op}S{s}" for op in ("DwFwd", "DwBwdInput", "DwBwdWeight", "Im2Col", "Col2Im")
                       for s in (1, 2)) + ("UpAdd", "UpMul", "UpAddGrad", "UpMulGrad")
+_FOLD_KERNEL_NAMES = ("BiasRelu", "BiasSigmoid", "BiasResidualRelu", "DwBiasS1", "DwBiasS2", "DwBiasReluS1", "DwBiasReluS2")
 _CXX_FLAG_SETS = (("-O3", "-march=native"), ("-O3",))
 _library = {}
 _library_lock = threading.Lock()
@@ -63,8 +66,11 @@ def _cache_dirs():
 
 @functools.lru_cache(maxsize=None)
 def _cpp_source():
-    with open(_CPP_PATH, encoding="utf-8") as f:
-        return f.read()
+    texts = []
+    for path in _CPP_PATHS:
+        with open(path, encoding="utf-8") as f:
+            texts.append(f"#line 1 \"{os.path.basename(path)}\"\n" + f.read())
+    return "\n".join(texts)
 
 
 class _CompileError(RuntimeError):
@@ -120,7 +126,7 @@ def _windows(x, stride):
 def _self_check(path):
     """Compare every kernel with numpy on a few shapes (odd/even, both strides, multi-threaded sizes)."""
     lib = ctypes.CDLL(path)
-    missing = [name for name in _KERNEL_NAMES if not hasattr(lib, name)]
+    missing = [name for name in _KERNEL_NAMES + _FOLD_KERNEL_NAMES if not hasattr(lib, name)]
     if missing:
         raise RuntimeError(f"kernels missing from the library: {missing}")
     rng = np.random.default_rng(0)
@@ -154,10 +160,25 @@ def _self_check(path):
                 (f"Im2ColS{s}", (x,), cols),
                 (f"Col2ImS{s}", (gcols, x), gp[..., 1:h + 1, 1:w + 1]),
             )
+            checks += _fold_checks(rng, x, k, y, s)
             for name, inputs, ref in checks + _upsample_checks(rng, n, c, h, w, factor=s + 1):
                 out = _call_kernel(lib, name, inputs, ref.shape)
                 if not np.allclose(out, ref, rtol=1e-4, atol=1e-4 * (1.0 + np.abs(ref).max())):
                     raise RuntimeError(f"{name} disagrees with numpy on {(n, c, h, w)}")
+
+
+def _fold_checks(rng, x, k, y, stride):
+    """(kernel, inputs, numpy answer) of the folded path's bias + activation kernels; y = depthwise(x, k)."""
+    b = rng.standard_normal(x.shape[1]).astype(np.float32)
+    r = rng.standard_normal(x.shape).astype(np.float32)
+    per_channel = b[None, :, None, None]
+    v = x + per_channel
+    flat = (x.shape[0], x.shape[1], -1)
+    return ((f"DwBiasS{stride}", (x, k, b), y + per_channel),
+            (f"DwBiasReluS{stride}", (x, k, b), np.maximum(y + per_channel, 0.0)),
+            ("BiasRelu", (x, b), np.maximum(v, 0.0)), ("BiasSigmoid", (x, b), 1.0 / (1.0 + np.exp(-v))),
+            ("BiasRelu", (x.reshape(flat), b), np.maximum(v, 0.0).reshape(flat)),
+            ("BiasResidualRelu", (x, b, r), np.maximum(v + r, 0.0)))
 
 
 def _upsample_checks(rng, n, c, h, w, factor):

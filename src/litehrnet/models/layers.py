@@ -13,6 +13,9 @@ from mindspore import Tensor, nn, ops
 from mindspore import dtype as mstype
 from mindspore.common.initializer import Normal
 
+from .fast_conv import fast_conv2d, upsample_ops
+from .fold import EvalFold, fold_conv
+
 CONV_IMPLS = ("native", "fast")
 _conv_impl = ["native"]
 
@@ -36,7 +39,6 @@ def current_conv_impl():
 def conv2d(in_channels, out_channels, kernel_size, stride=1, groups=1, has_bias=False):
     """A convolution as the official code builds it: explicit padding k//2, init normal(0, 0.001)."""
     if current_conv_impl() == "fast":
-        from .fast_conv import fast_conv2d  # imported lazily: only the CPU path needs it
         conv = fast_conv2d(in_channels, out_channels, kernel_size, stride, groups, has_bias)
         if conv is not None:
             return conv
@@ -54,16 +56,35 @@ def batch_norm(channels):
 _ACTIVATIONS = {None: None, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
-class ConvModule(nn.Cell):
-    """conv -> optional BN -> optional activation (mmcv's ConvModule; no bias when normalised)."""
+def fold_conv_bn(owner, name, conv, bn, act=None):
+    """Set ``owner.<name>`` to the folded eval path of conv -> bn -> act on the fast path, else None.
+
+    See fold.py: the folded weights are kept outside the parameters and re-derived at every
+    set_train(False); `owner` is an `EvalFold` cell whose construct uses the unit when not training.
+    conv None (an absent layer): None.
+    """
+    if conv is None or current_conv_impl() != "fast":
+        object.__setattr__(owner, name, None)
+        return None
+    return fold_conv(owner, name, conv, bn, act)
+
+
+class ConvModule(EvalFold, nn.Cell):
+    """conv -> optional BN -> optional activation (mmcv's ConvModule; no bias when normalised).
+
+    On the fast path, eval mode runs it folded (one convolution and one bias + activation operator).
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1, norm=True, act="relu"):
         super().__init__()
         self.conv = conv2d(in_channels, out_channels, kernel_size, stride, groups, has_bias=not norm)
         self.bn = batch_norm(out_channels) if norm else None
         self.act = _ACTIVATIONS[act]() if act else None
+        fold_conv_bn(self, "folded", self.conv, self.bn, act)
 
     def construct(self, x):
+        if not self.training and self.folded is not None:
+            return self.folded(x)
         x = self.conv(x)
         if self.bn is not None:
             x = self.bn(x)
@@ -72,8 +93,41 @@ class ConvModule(nn.Cell):
         return x
 
 
+class ConvBNSequence(EvalFold, nn.SequentialCell):
+    """An nn.SequentialCell of conv, BN[, ReLU] groups (same child names: 0, 1, 2, ...).
+
+    On the fast path, eval mode runs each group folded (see fold.py); training runs the cells in order.
+    """
+
+    def __init__(self, cells):
+        super().__init__(cells)
+        i = 0
+        while i < len(cells):
+            relu = i + 2 < len(cells) and isinstance(cells[i + 2], nn.ReLU)
+            fold_conv_bn(self, f"folded{i}", cells[i], cells[i + 1], "relu" if relu else None)
+            i += 3 if relu else 2
+        self.folded = len(getattr(self, "_folds", ())) > 0
+
+    def construct(self, x):
+        if not self.training and self.folded:
+            for unit in self._folds:
+                x = unit(x)
+            return x
+        for cell in self.cell_list:
+            x = cell(x)
+        return x
+
+
+def conv_bn(in_channels, out_channels, kernel_size=1, stride=1, groups=1, relu=False):
+    """conv (no bias), BN, optional ReLU as a ConvBNSequence (indices 0, 1, 2)."""
+    cells = [conv2d(in_channels, out_channels, kernel_size, stride, groups), batch_norm(out_channels)]
+    if relu:
+        cells.append(nn.ReLU())
+    return ConvBNSequence(cells)
+
+
 def depthwise_pointwise(in_channels, out_channels, stride, final_relu=True):
-    """Depthwise 3x3 + BN, 1x1 + BN (+ ReLU) as a plain sequence: the transitions' and fuse layers' unit.
+    """Depthwise 3x3 + BN, 1x1 + BN (+ ReLU) as one sequence: the transitions' and fuse layers' unit.
 
     Index layout (0 conv, 1 bn, 2 conv, 3 bn) equals the official and the earlier port's names.
     """
@@ -81,7 +135,7 @@ def depthwise_pointwise(in_channels, out_channels, stride, final_relu=True):
              conv2d(in_channels, out_channels, 1), batch_norm(out_channels)]
     if final_relu:
         cells.append(nn.ReLU())
-    return nn.SequentialCell(cells)
+    return ConvBNSequence(cells)
 
 
 def split_halves(x):
@@ -129,7 +183,6 @@ def fused_upsample_ops():
     """
     if current_conv_impl() != "fast":
         return None
-    from .fast_conv import upsample_ops
     return upsample_ops()
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from ..checkpoint.hrnet_weights import describe_hrnet_weights, read_backbone_weights, summarize_dropped
 from ..errors import CheckpointError
 from .configs import MODEL_CONFIGS
+from .fold import refold
 
 
 class HeadResetWarning(UserWarning):
@@ -92,6 +93,7 @@ def load_weights(net, weights, source="weights", reset_head=False, verbose=True)
         if name in skipped:
             continue
         param.set_data(ms.Tensor(np.asarray(weights[name]), dtype=param.dtype))
+    refold(net)  # an eval-mode network's folded BatchNorms follow the new weights
     if skipped and verbose:
         old = weights["keypoint_head.final_layer.weight"].shape[0]
         warnings.warn(f"{source}: keypoint head has {old} joints, the network {net.num_joints}: "
