@@ -148,6 +148,8 @@ class EvalFold:
 
 def refold(net):
     """Re-derive every folded unit of `net` from its current weights (after writing weights in eval mode)."""
+    if not hasattr(net, "cells_and_names"):  # a parameter holder, not a Cell: nothing is folded
+        return net
     for _, cell in net.cells_and_names():
         for unit in getattr(cell, "_folds", ()):
             unit.refold()
